@@ -1,0 +1,5 @@
+import sys
+
+from linrepro.cli import main
+
+sys.exit(main())

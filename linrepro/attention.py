@@ -1,0 +1,187 @@
+"""Attention variants of arXiv:2604.10064, one reference implementation each.
+
+Shapes follow the convention (B, H, N, D) for q and k, and (B, H, N, Dv) for v.
+
+Variants (see ``PAPER.md``; q̂ = q / max(‖q‖, eps), k̂ likewise):
+
+* ``softmax``: o_i = Σ_j softmax_j(q_i·k_j / √D) v_j                        O(N²D)
+* ``eq4``:     o_i = Σ_j (1+q̂_i·k̂_j) v_j / Σ_j (1+q̂_i·k̂_j)
+                   = (Σ_j v_j + Sᵀq̂_i) / (N + q̂_i·Σ_j k̂_j)                    O(N·D·Dv)
+* ``eq7``:     o_i = s Σ_j (1+q̂_i·k̂_j) v_j = s (Σ_j v_j + Sᵀq̂_i)           O(N·D·Dv)
+
+with S = Σ_j k̂_j v_jᵀ (a D×Dv state). In the causal form every sum runs over
+j ≤ i and N becomes i. eq4's denominator is clamped below at ``eps``.
+
+``quadratic_reference`` builds the N×N score matrix explicitly; it exists only so
+that tests can check every factorised path against an independent formula.
+``linear_attention`` is the one dispatcher: ``backend="reference"`` is the
+factorised float64-capable torch formula defined here; ``"torch"`` is the fast
+chunked CPU path and ``"triton"`` the Triton kernels (issue 3 adds them behind
+this same function).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+VARIANTS = ("eq4", "eq7")
+BACKENDS = ("auto", "triton", "torch", "reference")
+MAX_HEAD_DIM = 256
+
+
+# --------------------------------------------------------------------------- checks
+def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, max_dim: int | None = None) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have 4 dims (B, H, N, D), got shape {tuple(t.shape)}")
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if q.shape != k.shape:
+        raise ValueError(f"q and k must have the same shape (B, H, N, D), got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    if v.shape[:3] != q.shape[:3]:
+        raise ValueError(
+            f"v must match q in (B, H, N): q is {tuple(q.shape)}, v is {tuple(v.shape)}"
+        )
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got q on {q.device}, k on {k.device}, v on {v.device}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+    if max_dim is not None:
+        for name, d in (("q/k head dim D", q.shape[-1]), ("v head dim Dv", v.shape[-1])):
+            if d > max_dim:
+                raise ValueError(f"{name} is {d}; at most {max_dim} is supported")
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+def l2_normalise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x / max(‖x‖₂, eps) along the last dim (the F.normalize convention)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+# --------------------------------------------------------------------------- softmax
+def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """Plain softmax attention with scale 1/√D, computed with the full N×N matrix (any dtype)."""
+    _check_inputs(q, k, v)
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if causal:
+        n = q.shape[-2]
+        mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(mask, float("-inf"))
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+# --------------------------------------------------------------------------- quadratic forms
+def affine_scores(q: torch.Tensor, k: torch.Tensor, *, variant: str = "eq7", causal: bool = False,
+                  score_scale: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """The explicit (B, H, N, N) matrix of attention weights of an affine variant.
+
+    eq4: rows are normalised weights (non-negative, summing to 1 over j ≤ i);
+    eq7: entries are s(1 + q̂_i·k̂_j), in [0, 2s]. Masked entries are 0.
+    """
+    _check_variant(variant)
+    qh, kh = l2_normalise(q, eps), l2_normalise(k, eps)
+    w = 1.0 + torch.matmul(qh, kh.transpose(-1, -2))
+    if causal:
+        n = q.shape[-2]
+        w = w * torch.ones(n, n, dtype=w.dtype, device=w.device).tril()
+    if variant == "eq4":
+        return w / w.sum(-1, keepdim=True).clamp_min(eps)
+    return score_scale * w
+
+
+def quadratic_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, variant: str = "eq7",
+                        causal: bool = False, score_scale: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """O(N²) form of an affine variant: the score matrix times v. For tests only."""
+    _check_inputs(q, k, v)
+    return torch.matmul(affine_scores(q, k, variant=variant, causal=causal, score_scale=score_scale, eps=eps), v)
+
+
+# --------------------------------------------------------------------------- factorised reference
+def linear_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, variant: str = "eq7",
+                               causal: bool = False, score_scale: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """The factorised O(N·D·Dv) formula, written for clarity rather than speed.
+
+    Non-causal: one state S = K̂ᵀV, z = Σ k̂, Σ v. Causal: running prefix sums
+    (cumsum over N of the outer products would be O(N·D·Dv) memory, so the causal
+    reference uses the per-step state via cumsum of k̂ vᵀ only on small inputs; the fast
+    chunked path lives in ``linrepro.fast``).
+    """
+    _check_inputs(q, k, v)
+    _check_variant(variant)
+    qh, kh = l2_normalise(q, eps), l2_normalise(k, eps)
+    n = q.shape[-2]
+    if not causal:
+        state = torch.einsum("bhnd,bhne->bhde", kh, v)             # S = K̂ᵀV
+        vsum = v.sum(-2, keepdim=True)                              # Σ v
+        num = vsum + torch.einsum("bhnd,bhde->bhne", qh, state)     # Σv + Sᵀq̂
+        if variant == "eq7":
+            return score_scale * num
+        zsum = kh.sum(-2, keepdim=True)                             # Σ k̂
+        den = n + (qh * zsum).sum(-1, keepdim=True)
+        return num / den.clamp_min(eps)
+    # causal: prefix states S_i = Σ_{j≤i} k̂_j v_jᵀ
+    states = torch.cumsum(torch.einsum("bhnd,bhne->bhnde", kh, v), dim=2)
+    vcum = torch.cumsum(v, dim=2)
+    num = vcum + torch.einsum("bhnd,bhnde->bhne", qh, states)
+    if variant == "eq7":
+        return score_scale * num
+    zcum = torch.cumsum(kh, dim=2)
+    count = torch.arange(1, n + 1, device=q.device, dtype=q.dtype).view(1, 1, n, 1)
+    den = count + (qh * zcum).sum(-1, keepdim=True)
+    return num / den.clamp_min(eps)
+
+
+# --------------------------------------------------------------------------- dispatcher
+def _triton_interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Map ``backend`` ("auto" included) to the implementation that will run on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    if backend == "triton" and device.type != "cuda" and not _triton_interpret():
+        raise RuntimeError(
+            f"backend='triton' needs CUDA tensors, got tensors on {device}. "
+            "To run the Triton kernels on CPU set TRITON_INTERPRET=1 before importing triton "
+            "(fp32/fp16 only), or use backend='torch'."
+        )
+    return backend
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, variant: str = "eq7",
+                     causal: bool = False, score_scale: float = 0.5, eps: float = 1e-6,
+                     backend: str = "auto") -> torch.Tensor:
+    """Affine linear attention f(x) = 1 + x on L2-normalised q, k (paper Eq. 4 or Eq. 7).
+
+    Args:
+        q, k: (B, H, N, D); v: (B, H, N, Dv). Floating point, one device, one dtype, D, Dv ≤ 256.
+        variant: ``"eq4"`` (normalised) or ``"eq7"`` (denominator-free, scores s(1+q̂·k̂) ∈ [0, 2s]).
+        causal: sums over j ≤ i only (the text tower).
+        score_scale: s in Eq. 7 (default ½ keeps every score in [0, 1]); ignored by eq4.
+        eps: guard of the L2 norms (and of eq4's denominator).
+        backend: ``"auto"`` (Triton on CUDA, torch on CPU), ``"triton"``, ``"torch"`` or ``"reference"``.
+    """
+    _check_inputs(q, k, v, max_dim=MAX_HEAD_DIM)
+    _check_variant(variant)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {causal!r}")
+    chosen = resolve_backend(backend, q.device)
+    kw = dict(variant=variant, causal=causal, score_scale=float(score_scale), eps=float(eps))
+    if chosen == "reference":
+        return linear_attention_reference(q, k, v, **kw)
+    if chosen == "torch":
+        from linrepro.fast import linear_attention_torch
+        return linear_attention_torch(q, k, v, **kw)
+    from linrepro.kernels import linear_attention_triton
+    return linear_attention_triton(q, k, v, **kw)

@@ -1,0 +1,52 @@
+"""Every notebook under the smoke profile, through the real CLI (papermill underneath)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from linrepro.report import remote_resources
+from linrepro.runner import profile_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = profile_notebooks("smoke")
+
+
+def test_every_notebook_has_a_smoke_and_cpu_profile():
+    from linrepro.project import list_notebooks
+
+    assert list_notebooks(), "no notebooks found"
+    assert SMOKE == list_notebooks()
+    assert profile_notebooks("cpu") == list_notebooks()
+
+
+def test_cpu_profile_matches_parameter_defaults():
+    """One source for each fact: the parameters cell's defaults are the cpu profile."""
+    import yaml
+
+    from linrepro.params import notebook_params
+
+    for stem in profile_notebooks("cpu"):
+        schema = notebook_params(ROOT / "notebooks" / f"{stem}.py")
+        prof = yaml.safe_load((ROOT / "params" / "cpu" / f"{stem}.yaml").read_text()) or {}
+        for key, value in prof.items():
+            assert schema[key].default == value, f"{stem}: {key} default {schema[key].default!r} != cpu {value!r}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", SMOKE)
+def test_smoke_profile_runs(stem, tmp_path):
+    env = dict(os.environ, LINREPRO_OUTPUTS=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "linrepro", "run", stem, "--profile", "smoke", "--no-progress"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (run,) = list((tmp_path / "smoke" / stem).iterdir())
+    assert json.loads((run / "run.json").read_text())["status"] == "ok"
+    assert json.loads((run / "results.json").read_text())
+    html = (run / "report.html").read_text()
+    assert "Plotly.newPlot" in html
+    assert html.count("plotly.js v") == 1  # plotly.js inlined exactly once
+    assert remote_resources(html) == []
+    assert "<math" in html  # LaTeX became MathML, no MathJax needed
