@@ -21,18 +21,25 @@ def _inv_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _noncausal(q, k, v, variant, score_scale, eps):
-    n, dv = q.shape[-2], v.shape[-1]
+    # 1 + 2 + 2 + 1 passes over k and v: ‖k‖, k̂, S = K̂ᵀV, Σv
+    n = q.shape[-2]
     kh = k * _inv_norm(k, eps)
     state = torch.matmul(kh.transpose(-1, -2), v)                     # (B,H,D,Dv)
     vsum = v.sum(-2, keepdim=True)                                     # (B,H,1,Dv)
-    rq = _inv_norm(q, eps)                                             # (B,H,N,1)
-    if variant == "eq7":
-        return torch.addcmul(vsum, torch.matmul(q, state), rq) * score_scale
+    # 1 + 2 + 2 passes over q and o: ‖q‖, q̂, o = Σv + q̂ S in one fused baddbmm-style matmul
+    qh = q * _inv_norm(q, eps)
+    if variant == "eq7":  # fold s into the tiny state instead of a pass over o
+        return torch.matmul(qh, state * score_scale).add_(vsum * score_scale) if not _grad(q, k, v) \
+            else torch.matmul(qh, state * score_scale) + vsum * score_scale
     zsum = kh.sum(-2, keepdim=True)                                    # (B,H,1,D)
-    aug = torch.cat([state, zsum.transpose(-1, -2)], dim=-1)           # (B,H,D,Dv+1)
-    base = torch.cat([vsum, vsum.new_full(vsum.shape[:-1] + (1,), float(n))], dim=-1)
-    nd = torch.addcmul(base, torch.matmul(q, aug), rq)                 # (B,H,N,Dv+1)
-    return nd[..., :dv] / nd[..., dv:].clamp_min(eps)
+    den = torch.matmul(qh, zsum.transpose(-1, -2)).add(n).clamp_min(eps)   # (B,H,N,1)
+    if _grad(q, k, v):
+        return (torch.matmul(qh, state) + vsum) / den
+    return torch.matmul(qh, state).add_(vsum).div_(den)
+
+
+def _grad(*ts) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 
 def _causal(q, k, v, variant, score_scale, eps, chunk):
