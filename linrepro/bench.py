@@ -283,7 +283,14 @@ def _predicted_too_slow(prev: list[Case], n: int, cfg) -> str | None:
     return None
 
 
-def sweep(cfg: dict, device: str | torch.device = "cpu", impls=None, progress: bool = True, log=print) -> list[Case]:
+def sweep(cfg: dict, device: str | torch.device = "cpu", impls=None, progress: bool | None = None,
+          log=print) -> list[Case]:
+    """Every implementation × mode × N. ``progress=None``: a bar unless inside a linrepro run
+    (there papermill shows per-cell progress and a bar would only fill the report)."""
+    import os
+
+    if progress is None:
+        progress = not os.environ.get("LINREPRO_RUN_DIR")
     device = torch.device(device)
     impls = impls or implementations(device, cfg["variants"])
     grid = {m: [2 ** e for e in range(cfg[f"{m}_log2"][0], cfg[f"{m}_log2"][1] + 1)]

@@ -1,0 +1,234 @@
+"""Train CLIP with softmax or linear attention through ``open_clip_train`` (not a new trainer).
+
+linrepro only adds what open_clip_train lacks, as patches applied in this process:
+
+* the attention swap: ``open_clip_train.main.create_model_and_transforms`` builds the model,
+  then :func:`linrepro.clip.swap_attention` replaces its attention (parameter names unchanged,
+  so checkpoints and ``--resume`` work as usual);
+* linrepro's tiny model configs are registered (a config registered in another process is
+  not seen by ``torchrun -m open_clip_train.main``, hence this launcher module);
+* DDP on CPU: open_clip_train passes ``device_ids=[device]``, which DDP rejects for CPU
+  modules; the launcher constructs DDP with ``device_ids=None`` there (gloo backend);
+* per-step logging: open_clip_train's TensorBoard writer is replaced by :class:`StepLog`,
+  which writes every scalar per step to ``steps.csv``/``steps.jsonl`` in the run folder, and
+  stops the run with an error naming the step when the loss is not finite. On resume, logged
+  steps from the resumed step on are dropped first, so the log has no gap and no repeat.
+
+Use it in-process (:func:`run_open_clip_train`) or from the shell, one process or many::
+
+    python -m linrepro.train --attention eq7 -- --train-data data/train.csv ...
+    torchrun --nproc_per_node 2 -m linrepro.train --attention eq7 -- --train-data ...
+
+(The ``--`` keeps torchrun from reading open_clip_train's ``--logs`` as its own ``--logs-specs``.)
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class StepLog:
+    """A ``SummaryWriter`` stand-in: one row per step with every scalar logged at that step.
+
+    open_clip_train logs a step's scalars together, ending with the total ``train/loss``; the
+    row is appended to ``steps.jsonl`` and ``steps.csv`` as soon as that arrives, so a run
+    killed at any moment keeps every step it finished.
+    """
+
+    def __init__(self, log_dir: str, *args, **kwargs):
+        self.dir = Path(log_dir).parent          # <logs>/<name>/ (open_clip_train passes .../tensorboard)
+        self.jsonl = self.dir / "steps.jsonl"
+        self.csv = self.dir / "steps.csv"
+        self.rows: list[dict] = []
+        if self.jsonl.exists():
+            self.rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        self._cur: dict | None = None
+        self._truncated = False
+        self._keys: list[str] | None = None
+
+    def add_scalar(self, name: str, value, step: int | None = None, *args, **kwargs):
+        value = float(value)
+        if not name.startswith("train/") or step is None:
+            return
+        if not self._truncated:  # first step of this process: forget steps a resumed run will redo
+            self.rows = [r for r in self.rows if r["step"] < step]
+            self._rewrite()
+            self._truncated = True
+        if self._cur is not None and self._cur["step"] != step:
+            self._commit()
+        if self._cur is None:
+            self._cur = {"step": int(step)}
+        self._cur[name.removeprefix("train/")] = value
+        if name.endswith("loss") and not math.isfinite(value):
+            self._commit()
+            raise NonFiniteLossError(
+                f"{name} is {value} at step {step}: training stopped (lower the learning rate, "
+                f"or use fp32; checkpoints up to the last completed epoch are kept)")
+        if name == "train/loss":  # the total loss is the last scalar of a step
+            self._commit()
+
+    def _commit(self):
+        if self._cur is None:
+            return
+        row, self._cur = self._cur, None
+        self.rows.append(row)
+        if self._keys is None or any(k not in self._keys for k in row):
+            self._rewrite()
+            return
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with open(self.csv, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self._keys).writerow(row)
+
+    def _rewrite(self):
+        from linrepro.runs import atomic_write_text
+
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+        self._keys = sorted({k for r in self.rows for k in r}, key=lambda k: (k != "step", k)) or None
+        import io
+
+        buf = io.StringIO()
+        if self._keys:
+            w = csv.DictWriter(buf, fieldnames=self._keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        atomic_write_text(self.csv, buf.getvalue())
+
+    def flush(self):
+        self._commit()
+
+    def close(self):
+        self._commit()
+
+    def add_histogram(self, *a, **k):
+        pass
+
+
+def _ddp_class():
+    base = torch.nn.parallel.DistributedDataParallel
+
+    class CPUFriendlyDDP(base):
+        """DDP that drops ``device_ids`` for CPU modules (open_clip_train always passes them)."""
+
+        def __init__(self, module, device_ids=None, *args, **kwargs):
+            if device_ids is not None and next(module.parameters()).device.type == "cpu":
+                device_ids = None
+            super().__init__(module, device_ids, *args, **kwargs)
+
+    return base, CPUFriendlyDDP
+
+
+@contextlib.contextmanager
+def patched(attention: str, score_scale: float = 0.5, backend: str = "auto"):
+    """Apply linrepro's patches to open_clip_train for the duration of one training."""
+    import open_clip_train.main as ocm
+
+    from linrepro import clip
+
+    clip.register_models()
+    if attention not in clip.ATTENTIONS:
+        raise ValueError(f"attention must be one of {clip.ATTENTIONS}, got {attention!r}")
+    orig_create = ocm.create_model_and_transforms
+    orig_tb = ocm.tensorboard
+    base, ddp = _ddp_class()
+
+    def create(name, *args, **kwargs):
+        model, pre_train, pre_val = orig_create(name, *args, **kwargs)
+        clip.swap_attention(model, attention, score_scale=score_scale, backend=backend)
+        _created.append(model)
+        return model, pre_train, pre_val
+
+    ocm.create_model_and_transforms = create
+    ocm.tensorboard = SimpleNamespace(SummaryWriter=StepLog)
+    torch.nn.parallel.DistributedDataParallel = ddp
+    try:
+        yield
+    finally:
+        ocm.create_model_and_transforms = orig_create
+        ocm.tensorboard = orig_tb
+        torch.nn.parallel.DistributedDataParallel = base
+
+
+def open_clip_args(*, model: str, train_data: str, logs: str, name: str, epochs: int, batch_size: int,
+                   lr: float, warmup: int = 10, wd: float = 0.1, workers: int = 0, precision: str = "fp32",
+                   seed: int = 0, dataset_type: str = "csv", train_num_samples: int | None = None,
+                   save_frequency: int = 1, resume: str | None = None, extra: list[str] | None = None) -> list[str]:
+    """The open_clip_train command line for one run (every step logged, checkpoints each epoch)."""
+    args = ["--model", model, "--train-data", str(train_data), "--dataset-type", dataset_type,
+            "--logs", str(logs), "--name", name, "--epochs", str(epochs), "--batch-size", str(batch_size),
+            "--lr", str(lr), "--warmup", str(warmup), "--wd", str(wd), "--workers", str(workers),
+            "--precision", precision, "--seed", str(seed), "--save-frequency", str(save_frequency),
+            "--report-to", "tensorboard", "--log-every-n-steps", "1", "--zeroshot-frequency", "0",
+            "--val-frequency", "0"]
+    if dataset_type == "csv":
+        args += ["--csv-img-key", "filepath", "--csv-caption-key", "title", "--csv-separator", "\t"]
+    if train_num_samples:
+        args += ["--train-num-samples", str(train_num_samples)]
+    if resume:
+        args += ["--resume", resume]
+    return args + list(extra or [])
+
+
+_created: list = []
+
+
+def run_open_clip_train(argv: list[str], attention: str = "softmax", score_scale: float = 0.5,
+                        backend: str = "auto"):
+    """Run ``open_clip_train.main.main(argv)`` in this process with the patches applied.
+
+    Returns the trained model (the first one open_clip_train built). With
+    ``LINREPRO_DUMP_WEIGHTS=DIR`` set, every rank saves its final state_dict to
+    ``DIR/rank<R>.pt`` (the DDP test compares them).
+    """
+    import open_clip_train.main as ocm
+
+    _created.clear()
+    with patched(attention, score_scale, backend):
+        rc = ocm.main(list(argv))
+    if rc not in (None, 0):
+        raise RuntimeError(f"open_clip_train exited with {rc} (see its out.log); arguments: {' '.join(argv)}")
+    model = _created[0] if _created else None
+    dump = os.environ.get("LINREPRO_DUMP_WEIGHTS")
+    if dump and model is not None:
+        Path(dump).mkdir(parents=True, exist_ok=True)
+        rank = int(os.environ.get("RANK", "0"))
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(dump) / f"rank{rank}.pt")
+    return model
+
+
+def read_steps(run_dir: str | Path) -> list[dict]:
+    p = Path(run_dir) / "steps.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, theirs = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    ap = argparse.ArgumentParser(prog="python -m linrepro.train",
+                                 description="open_clip_train with linrepro's attention swap; "
+                                             "open_clip_train's own arguments follow `--`.")
+    ap.add_argument("--attention", default="softmax", choices=["softmax", "eq4", "eq7"])
+    ap.add_argument("--score-scale", type=float, default=0.5)
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "reference"])
+    a, rest = ap.parse_known_args(ours)
+    run_open_clip_train(rest + theirs, a.attention, a.score_scale, a.backend)
+    return 0
+
+
+if __name__ == "__main__":
+    if os.environ.get("LOCAL_RANK") is not None and not torch.cuda.is_available():
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())
