@@ -72,42 +72,89 @@ def zero_shot_domains(model, tokenizer, preprocess, domains, resolution: int, se
     return rows
 
 
+def external_dataset(train_data: str, train_num_samples: int, eval_domains=()) -> dict:
+    """A dataset record for data linrepro did not export (LAION-400M webdataset shards, a CSV)."""
+    if not train_data:
+        raise ValueError("train_data is empty")
+    kind = "csv" if str(train_data).endswith(".csv") else "webdataset"
+    if kind == "webdataset" and train_num_samples <= 0:
+        raise ValueError(f"webdataset training needs train_num_samples > 0 (samples per epoch), got {train_num_samples}")
+    return {"train_csv": None, "train_data": str(train_data), "dataset_type": kind,
+            "train_num_samples": train_num_samples or None, "domains": list(eval_domains), "resolution": None,
+            "seed": 0, "val_fraction": 0.2, "n_per_domain": None, "classnames": None}
+
+
+def _launch_torchrun(nproc: int, attention: str, score_scale: float, args: list[str], log_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "linrepro.train",
+           "--attention", attention, "--score-scale", str(score_scale), "--", *args]
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env.setdefault("OMP_NUM_THREADS", "1")  # nproc processes share the CPU cores
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {r.returncode}; see {log_path}")
+
+
 def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, *, epochs: int, batch_size: int,
                        lr: float, warmup: int, precision: str = "fp32", seed: int = 0, score_scale: float = 0.5,
-                       eval_domains=None) -> dict:
-    """One open_clip_train run with ``attention``, then zero-shot on each domain's val split."""
+                       eval_domains=None, quiet: bool = True, nproc: int = 1) -> dict:
+    """One open_clip_train run with ``attention`` (``batch_size`` is global: each of ``nproc``
+    torchrun processes takes ``batch_size // nproc``), then zero-shot on each domain's val split.
+
+    An interrupted run resumes from its latest checkpoint; a finished one (``summary.json``) is reused.
+    """
     from linrepro.train import open_clip_args, read_steps, run_open_clip_train
 
+    if nproc < 1 or batch_size % nproc:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of nproc {nproc}")
     logs = Path(out_dir)
     name = f"{model_name}-{attention}"
     run = logs / name
     if (run / "summary.json").exists():
         return json.loads((run / "summary.json").read_text())
     resume = "latest" if (run / "checkpoints").exists() else None   # an interrupted run continues
-    args = open_clip_args(model=model_name, train_data=dataset["train_csv"], logs=logs, name=name, epochs=epochs,
-                          batch_size=batch_size, lr=lr, warmup=warmup, precision=precision, seed=seed,
-                          resume=resume)
+    args = open_clip_args(model=model_name, train_data=dataset.get("train_data") or dataset["train_csv"], logs=logs,
+                          name=name, epochs=epochs, batch_size=batch_size // nproc, lr=lr, warmup=warmup,
+                          precision=precision, seed=seed, resume=resume,
+                          dataset_type=dataset.get("dataset_type", "csv"),
+                          train_num_samples=dataset.get("train_num_samples"))
     t = time.perf_counter()
-    model = run_open_clip_train(args, attention=attention, score_scale=score_scale)
+    if nproc == 1:
+        model = run_open_clip_train(args, attention=attention, score_scale=score_scale, quiet=quiet)
+    else:
+        _launch_torchrun(nproc, attention, score_scale, args, run / "torchrun.log")
+        model = None
     train_s = time.perf_counter() - t
     steps = read_steps(run)
+    ckpts = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    summary = {
+        "model": model_name, "attention": attention, "epochs": epochs, "batch_size": batch_size, "nproc": nproc,
+        "lr": lr, "train_s": train_s, "steps": len(steps),
+        "checkpoint": str(ckpts[-1]) if ckpts else None, "run_dir": str(run),
+    }
+    if model is None:
+        model, _, _ = load_model(summary)
     import open_clip
 
     _, _, preprocess = open_clip.create_model_and_transforms(model_name)   # the val transform only
     tokenizer = open_clip.get_tokenizer(model_name)
-    zs = zero_shot_domains(model, tokenizer, preprocess, eval_domains or dataset["domains"], dataset["resolution"],
-                           dataset["seed"], dataset["val_fraction"], dataset["n_per_domain"], dataset["classnames"])
-    ckpts = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    domains = dataset["domains"] if eval_domains is None else eval_domains
+    zs = zero_shot_domains(model, tokenizer, preprocess, domains, dataset["resolution"] or 224, dataset["seed"],
+                           dataset["val_fraction"], dataset["n_per_domain"], dataset["classnames"]) if domains else []
     tail = [s["loss"] for s in steps[-max(1, len(steps) // 10):]]
-    summary = {
-        "model": model_name, "attention": attention, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+    summary.update({
         "n_params": sum(p.numel() for p in model.parameters()),
         "n_params_nonembed": sum(p.numel() for n, p in model.named_parameters() if "token_embedding" not in n),
-        "train_s": train_s, "steps": len(steps), "final_loss": statistics.fmean(tail) if tail else None,
+        "final_loss": statistics.fmean(tail) if tail else None,
         "images_per_s": statistics.median(s["samples_per_second"] for s in steps[1:]) if len(steps) > 1 else None,
-        "zero_shot": zs, "checkpoint": str(ckpts[-1]) if ckpts else None, "run_dir": str(run),
-        "train_flops_proxy": None,
-    }
+        "zero_shot": zs,
+    })
     write_json(run / "summary.json", summary)
     return summary
 
@@ -119,3 +166,74 @@ def load_model(summary: dict, device="cpu"):
     sd = {k.removeprefix("module."): v for k, v in ck["state_dict"].items()}
     model.load_state_dict(sd)
     return model.eval(), preprocess, tokenizer
+
+
+# --------------------------------------------------------------------------- tables and figures
+def steps_frame(summaries: list[dict]):
+    """All logged steps of all runs, with model, attention and epoch-free step index."""
+    import pandas as pd
+
+    from linrepro.train import read_steps
+
+    frames = []
+    for s in summaries:
+        df = pd.DataFrame(read_steps(s["run_dir"]))
+        if len(df):
+            df["model"], df["attention"] = s["model"], s["attention"]
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def results_frame(summaries: list[dict]):
+    """One row per (model, attention, domain): zero-shot top-1/top-5, with training facts."""
+    import pandas as pd
+
+    rows = []
+    for s in summaries:
+        for z in s["zero_shot"]:
+            rows.append({"model": s["model"], "attention": s["attention"], "domain": z["domain"],
+                         "resolution": z["resolution"], "top1": z["top1"], "top5": z["top5"], "chance": z["chance"],
+                         "n_val": z["n"], "final_loss": s["final_loss"], "train_s": s["train_s"],
+                         "train_images_per_s": s["images_per_s"], "n_params": s["n_params"]})
+    return pd.DataFrame(rows)
+
+
+def fig_curves(steps, y: str = "loss", smooth: int = 10):
+    import plotly.express as px
+
+    df = steps.copy()
+    df[y] = df.groupby(["model", "attention"])[y].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    return px.line(df, x="step", y=y, color="model", line_dash="attention",
+                   title=f"Training {y} (rolling mean over {smooth} steps): softmax solid, LA dashed")
+
+
+def sample_grid(domains, resolution: int, seed: int = 0) -> dict:
+    """One rendered image per class of each domain: an (n, H, W, 3) array and the captions."""
+    import numpy as np
+
+    images, captions, names = [], [], []
+    for dom in domains:
+        spec = data.domain_spec(dom)
+        ds = data.MixedDomainDataset(domains=(dom,), split="train", resolution=resolution, seed=seed)
+        seen = {}
+        for i in range(len(ds)):
+            _, _, label = ds.entry(i)
+            if label not in seen:
+                seen[label] = i
+            if len(seen) == len(spec.classnames):
+                break
+        for label in sorted(seen):
+            s = ds[seen[label]]
+            images.append(np.asarray(s.image))
+            captions.append(s.caption)
+            names.append(f"{dom}: {spec.classnames[label]}")
+    return {"image": np.stack(images), "captions": captions, "names": names}
+
+
+def describe(s: dict) -> str:
+    """One line per finished run for the notebook's log."""
+    top1 = ", ".join(f"{z['domain']} {z['top1']:.3f}" for z in s.get("zero_shot", [])) or "no zero-shot domains"
+    ips = f"{s['images_per_s']:6.0f}" if s.get("images_per_s") else "     ?"
+    loss = f"{s['final_loss']:.3f}" if s.get("final_loss") is not None else "?"
+    return (f"{s['model']:>8} {s['attention']:>7}: {s['train_s']:6.0f} s, {ips} img/s, final loss {loss}; "
+            f"zero-shot top-1 {top1}")

@@ -100,6 +100,22 @@ def notebook_params(path: Path) -> dict[str, Param]:
     return out
 
 
+def _missing_paths(value: str, limit: int = 3) -> list[str]:
+    """Paths in ``value`` that do not exist. Brace patterns (webdataset shards, ``{000..999}``)
+    and ``::``-joined sources are expanded; relative paths are taken from the project root."""
+    from braceexpand import braceexpand
+
+    missing = []
+    for part in value.split("::"):
+        for path in braceexpand(part):
+            full = Path(path) if Path(path).is_absolute() else project.root() / path
+            if not full.exists():
+                missing.append(path)
+                if len(missing) >= limit:
+                    return missing
+    return missing
+
+
 def _coerce(p: Param, value: Any, where: str) -> Any:
     t = p.type
     bad = ParamError(
@@ -123,9 +139,10 @@ def _coerce(p: Param, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise bad
         if t == "path" and value:
-            full = Path(value) if Path(value).is_absolute() else project.root() / value
-            if not full.exists():
-                raise ParamError(f"{where}: parameter {p.name!r} names a path that does not exist: {value!r}")
+            missing = _missing_paths(value)
+            if missing:
+                raise ParamError(f"{where}: parameter {p.name!r} names a path that does not exist: "
+                                 f"{value!r} (first missing: {missing[0]})")
         return value
     if t == "optional_str":
         if value is not None and not isinstance(value, str):

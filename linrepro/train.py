@@ -132,8 +132,15 @@ def _ddp_class():
 
 
 @contextlib.contextmanager
-def patched(attention: str, score_scale: float = 0.5, backend: str = "auto"):
-    """Apply linrepro's patches to open_clip_train for the duration of one training."""
+def patched(attention: str, score_scale: float = 0.5, backend: str = "auto", quiet: bool = False):
+    """Apply linrepro's patches to open_clip_train for the duration of one training.
+
+    ``quiet``: open_clip_train's log goes to its ``out.log`` only, not to the console (a notebook
+    stays readable). Either way its handlers are removed afterwards, so a second run in the same
+    process does not write into the first run's log, and torch's own loggers stay at WARNING.
+    """
+    import logging
+
     import open_clip_train.main as ocm
 
     from linrepro import clip
@@ -151,15 +158,43 @@ def patched(attention: str, score_scale: float = 0.5, backend: str = "auto"):
         _created.append(model)
         return model, pre_train, pre_val
 
+    orig_setup = ocm.setup_logging
+    handlers_before = list(logging.root.handlers)
+    level_before = logging.root.level
+
+    def setup_logging(log_file, level, include_host=False):
+        orig_setup(log_file, level, include_host)
+        for name in list(logging.root.manager.loggerDict):  # open_clip_train raised every logger to INFO
+            if not name.startswith("open_clip"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        if quiet:  # console handlers go (open_clip_train's and any basicConfig one); out.log stays
+            for h in list(logging.root.handlers):
+                if type(h) is logging.StreamHandler:
+                    logging.root.removeHandler(h)
+
     ocm.create_model_and_transforms = create
     ocm.tensorboard = SimpleNamespace(SummaryWriter=StepLog)
+    ocm.setup_logging = setup_logging
     torch.nn.parallel.DistributedDataParallel = ddp
+    import warnings
+
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pin_memory.*")
+            yield
     finally:
         ocm.create_model_and_transforms = orig_create
         ocm.tensorboard = orig_tb
+        ocm.setup_logging = orig_setup
         torch.nn.parallel.DistributedDataParallel = base
+        for h in list(logging.root.handlers):
+            if h not in handlers_before:
+                logging.root.removeHandler(h)
+                h.close()
+        for h in handlers_before:
+            if h not in logging.root.handlers:
+                logging.root.addHandler(h)
+        logging.root.setLevel(level_before)
 
 
 def open_clip_args(*, model: str, train_data: str, logs: str, name: str, epochs: int, batch_size: int,
@@ -172,7 +207,7 @@ def open_clip_args(*, model: str, train_data: str, logs: str, name: str, epochs:
             "--lr", str(lr), "--warmup", str(warmup), "--wd", str(wd), "--workers", str(workers),
             "--precision", precision, "--seed", str(seed), "--save-frequency", str(save_frequency),
             "--report-to", "tensorboard", "--log-every-n-steps", "1", "--zeroshot-frequency", "0",
-            "--val-frequency", "0"]
+            "--val-frequency", "0", "--device", "cuda" if torch.cuda.is_available() else "cpu"]
     if dataset_type == "csv":
         args += ["--csv-img-key", "filepath", "--csv-caption-key", "title", "--csv-separator", "\t"]
     if train_num_samples:
@@ -186,7 +221,7 @@ _created: list = []
 
 
 def run_open_clip_train(argv: list[str], attention: str = "softmax", score_scale: float = 0.5,
-                        backend: str = "auto"):
+                        backend: str = "auto", quiet: bool = False):
     """Run ``open_clip_train.main.main(argv)`` in this process with the patches applied.
 
     Returns the trained model (the first one open_clip_train built). With
@@ -196,7 +231,7 @@ def run_open_clip_train(argv: list[str], attention: str = "softmax", score_scale
     import open_clip_train.main as ocm
 
     _created.clear()
-    with patched(attention, score_scale, backend):
+    with patched(attention, score_scale, backend, quiet):
         rc = ocm.main(list(argv))
     if rc not in (None, 0):
         raise RuntimeError(f"open_clip_train exited with {rc} (see its out.log); arguments: {' '.join(argv)}")
