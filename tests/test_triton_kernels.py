@@ -1,0 +1,212 @@
+"""Triton kernels of the affine linear attention against the float64 O(N²) reference.
+
+Runs on CPU through the Triton interpreter (TRITON_INTERPRET=1 is set below, before triton
+is imported, unless the environment already sets it), so shapes are kept small. With
+TRITON_INTERPRET=0 on a CUDA machine the same tests run the compiled kernels on the GPU
+(plus the bf16 cases); LINREPRO_TEST_DEVICE overrides the device.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton", reason="triton is not installed; the Triton kernels cannot be tested")
+
+try:
+    from linrepro.kernels import linear_attention_triton
+except ImportError:  # editable install not there yet: kernels/ on sys.path via PYTHONPATH
+    from kernels import linear_attention_triton
+
+from linrepro.attention import quadratic_reference
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+DEVICE = torch.device(os.environ.get("LINREPRO_TEST_DEVICE", "cpu" if _INTERPRET else "cuda"))
+if DEVICE.type == "cuda" and not torch.cuda.is_available():
+    pytest.skip("TRITON_INTERPRET is off and no CUDA device is available", allow_module_level=True)
+
+TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
+def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+    ref = ref.double()
+    scale = ref.abs().max().item()
+    err = (a.double() - ref).abs().max().item()
+    return err / scale if scale > 0 else err
+
+
+def _inputs(B, H, N, D, DV, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, N, D, generator=gen)
+    k = torch.randn(B, H, N, D, generator=gen)
+    v = torch.randn(B, H, N, DV, generator=gen)
+    g = torch.randn(B, H, N, DV, generator=gen)
+    return [t.to(device=DEVICE, dtype=dtype) for t in (q, k, v, g)]
+
+
+def _check(q, k, v, g, *, variant, causal, score_scale=0.5, eps=1e-6, tol=None):
+    """Compare o, dq, dk, dv of the Triton path with the float64 quadratic reference."""
+    dtype = q.dtype
+    tol = TOL[dtype] if tol is None else tol
+    # keep the caller's memory layout (views stay views)
+    qt, kt, vt = (t.detach().requires_grad_(True) for t in (q, k, v))
+    o = linear_attention_triton(qt, kt, vt, variant=variant, causal=causal, score_scale=score_scale, eps=eps)
+    assert o.dtype == dtype and o.shape == v.shape and o.device == q.device
+    dq, dk, dv = torch.autograd.grad(o, (qt, kt, vt), g)
+    assert dq.dtype == dtype and dk.dtype == dtype and dv.dtype == dtype
+
+    qd, kd, vd = (t.detach().cpu().double().requires_grad_(True) for t in (q, k, v))
+    ref = quadratic_reference(qd, kd, vd, variant=variant, causal=causal, score_scale=score_scale, eps=eps)
+    rq, rk, rv = torch.autograd.grad(ref, (qd, kd, vd), g.detach().cpu().double())
+    errs = {
+        "o": _rel(o.detach().cpu(), ref.detach()),
+        "dq": _rel(dq.cpu(), rq),
+        "dk": _rel(dk.cpu(), rk),
+        "dv": _rel(dv.cpu(), rv),
+    }
+    bad = {name: e for name, e in errs.items() if not e <= tol}
+    assert not bad, f"relative errors above {tol}: {bad} (all: {errs})"
+    return errs
+
+
+# (N, D, Dv): odd lengths, non-power-of-two head dims, Dv != D; under the interpreter's
+# 3 splits × 16-row chunks, N = 70 gives several chunks per split, and D ≥ 80 or Dv ≥ 80
+# (fp32 tile cap 64×64) takes the Dv-tiled path
+SHAPES = [
+    (1, 16, 16),
+    (7, 48, 80),
+    (33, 64, 32),
+    (70, 64, 64),
+    (70, 80, 96),
+    (70, 96, 48),
+]
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+@pytest.mark.parametrize("N,D,DV", SHAPES, ids=[f"N{n}-D{d}-Dv{e}" for n, d, e in SHAPES])
+def test_matches_quadratic_reference_fp32(N, D, DV, variant, causal):
+    q, k, v, g = _inputs(1, 2, N, D, DV, torch.float32, seed=N * 1000 + D)
+    _check(q, k, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_matches_quadratic_reference_fp16(variant, causal):
+    q, k, v, g = _inputs(2, 1, 45, 64, 48, torch.float16, seed=7)
+    _check(q, k, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="bf16 is not emulated correctly by the Triton interpreter")
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_matches_quadratic_reference_bf16(variant, causal):
+    q, k, v, g = _inputs(2, 2, 300, 64, 64, torch.bfloat16, seed=8)
+    _check(q, k, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_score_scale_and_batch(causal):
+    q, k, v, g = _inputs(2, 2, 20, 32, 16, torch.float32, seed=3)
+    _check(q, k, v, g, variant="eq7", causal=causal, score_scale=0.3)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_non_contiguous_inputs(variant, causal):
+    B, H, N, D, DV = 1, 2, 21, 48, 32
+    gen = torch.Generator().manual_seed(11)
+    # (B, N, H, D) memory viewed as (B, H, N, D): strided rows, unit last stride (used in place)
+    q = torch.randn(B, N, H, D, generator=gen).to(DEVICE).transpose(1, 2)
+    # (B, H, D, N) memory viewed as (B, H, N, D): non-unit last stride (copied)
+    k = torch.randn(B, H, D, N, generator=gen).to(DEVICE).transpose(2, 3)
+    v = torch.randn(B, N, H, DV, generator=gen).to(DEVICE).transpose(1, 2)
+    g = torch.randn(B, H, DV, N, generator=gen).to(DEVICE).transpose(2, 3)
+    assert not q.is_contiguous() and not k.is_contiguous() and not v.is_contiguous()
+    _check(q, k, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_zero_rows_hit_the_norm_clamp(variant, causal):
+    q, k, v, g = _inputs(1, 1, 19, 16, 24, torch.float32, seed=5)
+    q[..., 3, :] = 0.0
+    k[..., 0, :] = 0.0
+    k[..., 17, :] = 0.0
+    _check(q, k, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_dv_tiled_path(variant, causal, monkeypatch):
+    """Force the wide-head code path (Dv split into several register tiles, as for D = Dv = 256)."""
+    mod = sys.modules[linear_attention_triton.__module__]
+    monkeypatch.setattr(mod, "_MAX_TILE_AREA", 512)              # BD = 64 -> BV = 16 -> 3 tiles for Dv = 40
+    q, k, v, g = _inputs(1, 2, 37, 48, 40, torch.float32, seed=21)
+    assert mod._Cfg(q, v, causal).NVT == 3
+    _check(q, k, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_deterministic(causal):
+    q, k, v, g = _inputs(1, 2, 40, 32, 32, torch.float32, seed=9)
+    outs = []
+    for _ in range(2):
+        qt, kt, vt = (t.clone().requires_grad_(True) for t in (q, k, v))
+        o = linear_attention_triton(qt, kt, vt, variant="eq4", causal=causal)
+        outs.append((o.detach(), *torch.autograd.grad(o, (qt, kt, vt), g)))
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+def test_empty_sequence():
+    q = torch.randn(1, 2, 0, 16, device=DEVICE, requires_grad=True)
+    k = torch.randn(1, 2, 0, 16, device=DEVICE, requires_grad=True)
+    v = torch.randn(1, 2, 0, 8, device=DEVICE, requires_grad=True)
+    o = linear_attention_triton(q, k, v, variant="eq4", causal=True)
+    assert o.shape == (1, 2, 0, 8)
+    o.sum().backward()
+    assert q.grad.shape == q.shape and v.grad.shape == v.shape
+
+
+def test_dispatcher_routes_to_triton():
+    from linrepro.attention import linear_attention
+
+    q, k, v, _ = _inputs(1, 1, 12, 16, 16, torch.float32, seed=1)
+    try:
+        out = linear_attention(q, k, v, variant="eq4", causal=True, backend="triton")
+    except ImportError as exc:  # linrepro.kernels not installed (no editable install yet)
+        pytest.skip(f"linrepro.kernels is not importable: {exc}")
+    ref = quadratic_reference(q.cpu().double(), k.cpu().double(), v.cpu().double(), variant="eq4", causal=True)
+    assert _rel(out.cpu(), ref) <= 1e-4
+
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:  # only the fuzz test needs hypothesis
+    given = None
+
+
+if given is not None:
+    @settings(max_examples=10, deadline=None, derandomize=True)
+    @given(
+        B=st.integers(1, 2),
+        H=st.integers(1, 2),
+        N=st.integers(1, 40),
+        D=st.sampled_from([16, 24, 48, 64, 80]),
+        DV=st.sampled_from([16, 40, 64, 96]),
+        variant=st.sampled_from(["eq4", "eq7"]),
+        causal=st.booleans(),
+        seed=st.integers(0, 2**16),
+    )
+    def test_fuzz_shapes(B, H, N, D, DV, variant, causal, seed):
+        q, k, v, g = _inputs(B, H, N, D, DV, torch.float32, seed=seed)
+        _check(q, k, v, g, variant=variant, causal=causal)
+else:
+    @pytest.mark.skip(reason="hypothesis is not installed")
+    def test_fuzz_shapes():
+        pass
