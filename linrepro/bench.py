@@ -405,9 +405,21 @@ def main(argv=None) -> int:
     cases = sweep(cfg, device, impls)
     bw = copy_bandwidth(device)
     write(cases, Path(a.out), cfg, {"copy_bandwidth_Bps": bw})
-    from linrepro.timing import summary_table
+    from linrepro import timing
 
-    print(summary_table(cases))
+    print(timing.summary_table(cases))
+    df = timing.frame(cases)
+    fits = timing.slopes(df, n_min=None, frac=0.0)
+    if len(fits):
+        print("\nlog-log slopes over every measured N (95% interval):")
+        for r in fits.itertuples():
+            print(f"  {r.impl:<14} {r.mode:<7} {r.slope:6.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]  N = {r.n_from:,}…{r.n_to:,}")
+    la, sm = timing.fastest(df, "linear"), timing.fastest(df, "softmax")
+    if la and sm:
+        for mode in cfg["modes"]:
+            sp = timing.speedups(df, la, sm, mode)
+            if len(sp):
+                print(f"speed-up {sm}/{la} ({mode}): " + ", ".join(f"N={int(r.n):,}: {r.speedup:.1f}×" for r in sp.itertuples()))
     print(f"wrote {Path(a.out) / 'bench.json'}")
     return 0
 

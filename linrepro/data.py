@@ -423,8 +423,26 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114])
 
 
-def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Background gradient ends, a contrasting foreground colour, and the gradient angle."""
+def _tinted(rng: np.random.Generator, lo: float, hi: float, tint: float) -> np.ndarray:
+    """A colour of grey level in [lo, hi] with a random tint of at most ``tint`` per channel."""
+    return np.clip(rng.uniform(lo, hi) + rng.uniform(-tint, tint, 3), 0.0, 1.0)
+
+
+def _colours(rng: np.random.Generator, style: str = "vivid") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Background gradient ends, a contrasting foreground colour, and the gradient angle.
+
+    ``vivid`` (shapes): any colours with a luma gap ≥ 0.4. ``ink`` (digits, mnist): dark grey ink
+    on light grey paper, as greyscale scans look (tinted paper made tiny CLIPs stall on CPU budgets). ``print`` (glyphs): dark ink on a light
+    tinted background or its inverse, luma gap ≥ 0.5.
+    """
+    if style == "ink":
+        bg0 = _tinted(rng, 0.8, 1.0, 0.0)
+        return bg0, bg0, _tinted(rng, 0.0, 0.2, 0.0), 0.0
+    if style == "print":
+        light, dark = _tinted(rng, 0.7, 1.0, 0.25), _tinted(rng, 0.0, 0.3, 0.25)
+        bg0, fg = (light, dark) if rng.random() < 0.5 else (dark, light)
+        bg1 = np.clip(bg0 + rng.normal(0.0, 0.06, 3), 0.0, 1.0)
+        return bg0, bg1, fg, float(rng.uniform(0.0, 2.0 * math.pi))
     bg0 = rng.random(3)
     bg1 = np.clip(bg0 + rng.normal(0.0, 0.12, 3), 0.0, 1.0)
     angle = float(rng.uniform(0.0, 2.0 * math.pi))
@@ -435,9 +453,12 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return bg0, bg1, fg, angle
 
 
-def _colourise(mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+_STYLES = {"digits": "ink", "mnist": "ink", "glyphs": "print", "shapes": "vivid"}
+
+
+def _colourise(mask: Image.Image, rng: np.random.Generator, style: str = "vivid") -> Image.Image:
     """Blend a coverage mask ('L') between a gradient background and a foreground colour."""
-    bg0, bg1, fg, angle = _colours(rng)
+    bg0, bg1, fg, angle = _colours(rng, style)
     res = mask.size[0]
     gx, gy = _grid(res)
     t = np.clip(0.5 + (gx * math.cos(angle) + gy * math.sin(angle)) * 1.2, 0.0, 1.0)
@@ -484,20 +505,14 @@ def _centre(rng: np.random.Generator, ex: float, ey: float, margin: float = 0.03
 
 
 def _render_bitmap(src: np.ndarray, rng: np.random.Generator, resolution: int) -> Image.Image:
-    """A small grey bitmap (digits, MNIST) placed with a mild seeded affine jitter."""
-    height = float(rng.uniform(0.78, 0.98))
-    theta = math.radians(float(rng.uniform(-12.0, 12.0)))
-    ex, ey = _rotated_half_extent(height, height, theta)
-    cx, cy = _centre(rng, ex * 0.85, ey * 0.85, margin=0.0)  # bitmaps have their own border
-    # the source is tiny, so drawing it is magnification: supersample only when shrinking
-    ss = max(1, min(4, math.ceil(2 * src.shape[0] / resolution)))
-    # strokes may touch the bitmap's edge: pad with ink-free pixels so the edge never shows as a cut
-    pad = 2
-    padded = np.pad(np.clip(src, 0.0, 1.0), pad)
-    img = Image.fromarray((padded * 255.0 + 0.5).astype(np.uint8), "L")
-    scaled_height = height * padded.shape[0] / src.shape[0]
-    canvas = _place(img, resolution * ss, scaled_height, theta, cx, cy, Image.Resampling.BICUBIC)
-    return _reduce(canvas, ss)
+    """A small grey bitmap (digits, MNIST) resized to fill the frame (it has its own border).
+
+    No geometric jitter: the handwriting varies by itself, and shifted/rotated 8×8 digits made the
+    tiny CLIPs of the cpu profile stall at chance within their CPU budget (measured: loss stuck at
+    log(batch) for 100+ steps, against a steady fall for the plain resize).
+    """
+    img = Image.fromarray((np.clip(src, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
+    return img.resize((resolution, resolution), Image.Resampling.BICUBIC)
 
 
 def _render_digits(index: int, rng: np.random.Generator, resolution: int) -> tuple[Image.Image, int]:
@@ -612,7 +627,7 @@ def render(domain: str, index: int, resolution: int = 64, seed: int = 0) -> tupl
     seed = _check_seed(seed)
     mask, label = _RENDERERS[domain](index, _rng(seed, domain, index, 0), res)
     # the colours use their own stream, so geometry draws never shift them (and vice versa)
-    return _colourise(mask, _rng(seed, domain, index, 1)), label
+    return _colourise(mask, _rng(seed, domain, index, 1), _STYLES.get(domain, "vivid")), label
 
 
 def caption(domain: str, index: int, label: int, seed: int = 0) -> str:

@@ -3,9 +3,9 @@
 Same math as :func:`linrepro.attention.linear_attention_reference`, arranged for few
 passes over memory and no N×N matrix:
 
-* non-causal: one pass over k and v builds the augmented state [S | z] = K̂ᵀ[V | 1]
-  (D×(Dv+1)); one batched matmul q @ [S | z] gives numerator and denominator together;
-  q is never normalised in memory, its inverse norm is applied to the (N×(Dv+1)) product.
+* non-causal: blocks of rows small enough to stay in cache; per block, k̂ = k/‖k‖ and
+  S += K̂ᵀV (one fused baddbmm), then per block of q, o = Σv + q̂ S in one fused baddbmm (eq7's
+  scale s is folded into the D×Dv state). Each of q, k, v is read from memory about once.
 * causal: chunks of ``chunk`` rows. Inside a chunk a masked C×C matrix; across chunks
   an exclusive prefix sum of the per-chunk states (fla's "chunk" form).
 
@@ -20,22 +20,41 @@ def _inv_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return x.norm(dim=-1, keepdim=True).clamp_min(eps).reciprocal()
 
 
-def _noncausal(q, k, v, variant, score_scale, eps):
-    # 1 + 2 + 2 + 1 passes over k and v: ‖k‖, k̂, S = K̂ᵀV, Σv
-    n = q.shape[-2]
-    kh = k * _inv_norm(k, eps)
-    state = torch.matmul(kh.transpose(-1, -2), v)                     # (B,H,D,Dv)
-    vsum = v.sum(-2, keepdim=True)                                     # (B,H,1,Dv)
-    # 1 + 2 + 2 passes over q and o: ‖q‖, q̂, o = Σv + q̂ S in one fused baddbmm-style matmul
-    qh = q * _inv_norm(q, eps)
-    if variant == "eq7":  # fold s into the tiny state instead of a pass over o
-        return torch.matmul(qh, state * score_scale).add_(vsum * score_scale) if not _grad(q, k, v) \
-            else torch.matmul(qh, state * score_scale) + vsum * score_scale
-    zsum = kh.sum(-2, keepdim=True)                                    # (B,H,1,D)
-    den = torch.matmul(qh, zsum.transpose(-1, -2)).add(n).clamp_min(eps)   # (B,H,N,1)
-    if _grad(q, k, v):
-        return (torch.matmul(qh, state) + vsum) / den
-    return torch.matmul(qh, state).add_(vsum).div_(den)
+def _noncausal(q, k, v, variant, score_scale, eps, block: int = 2048):
+    """Blocked over N so every block's passes (norm, scale, matmul) hit cache: each of q, k, v is
+    read from memory about once and o written once, whatever N is."""
+    b, h, n, d = q.shape
+    dv = v.shape[-1]
+    q3, k3, v3 = q.reshape(b * h, n, d), k.reshape(b * h, n, d), v.reshape(b * h, n, dv)
+    state = q.new_zeros(b * h, d, dv)
+    vsum = q.new_zeros(b * h, 1, dv)
+    zsum = q.new_zeros(b * h, 1, d)
+    for i in range(0, n, block):
+        kc, vc = k3[:, i:i + block], v3[:, i:i + block]
+        khc = kc * _inv_norm(kc, eps)
+        state = torch.baddbmm(state, khc.transpose(1, 2), vc)          # S += K̂ᵀV
+        vsum = vsum + vc.sum(1, keepdim=True)
+        if variant == "eq4":
+            zsum = zsum + khc.sum(1, keepdim=True)
+    if variant == "eq7":  # fold s into the tiny state and Σv, not into a pass over o
+        state, vsum = state * score_scale, vsum * score_scale
+    grad = _grad(q, k, v)
+    outs = [] if grad else None
+    out = None if grad else q.new_empty(b * h, n, dv)
+    for i in range(0, n, block):
+        qc = q3[:, i:i + block]
+        qhc = qc * _inv_norm(qc, eps)
+        if variant == "eq7":
+            oc = torch.baddbmm(vsum, qhc, state)                        # s(Σv + Sᵀq̂)
+        else:
+            den = torch.baddbmm(zsum.new_full((1, 1, 1), float(n)), qhc, zsum.transpose(1, 2)).clamp_min(eps)
+            oc = torch.baddbmm(vsum, qhc, state) / den
+        if grad:
+            outs.append(oc)
+        else:
+            out[:, i:i + block] = oc
+    o = torch.cat(outs, dim=1) if grad else out
+    return o.view(b, h, n, dv)
 
 
 def _grad(*ts) -> bool:
