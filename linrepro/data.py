@@ -431,13 +431,14 @@ def _tinted(rng: np.random.Generator, lo: float, hi: float, tint: float) -> np.n
 def _colours(rng: np.random.Generator, style: str = "vivid") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Background gradient ends, a contrasting foreground colour, and the gradient angle.
 
-    ``vivid`` (shapes): any colours with a luma gap ≥ 0.4. ``ink`` (digits, mnist): dark grey ink
-    on light grey paper, as greyscale scans look (tinted paper made tiny CLIPs stall on CPU budgets). ``print`` (glyphs): dark ink on a light
+    ``vivid`` (shapes): any colours with a luma gap ≥ 0.4. ``ink`` (digits, mnist): black ink on
+    white, as the source scans are (random paper and ink shades made tiny CLIPs stall at chance
+    within the cpu profile's budget: brightness became the dominant image variation). ``print`` (glyphs): dark ink on a light
     tinted background or its inverse, luma gap ≥ 0.5.
     """
     if style == "ink":
-        bg0 = _tinted(rng, 0.8, 1.0, 0.0)
-        return bg0, bg0, _tinted(rng, 0.0, 0.2, 0.0), 0.0
+        white, black = np.ones(3), np.zeros(3)
+        return white, white, black, 0.0
     if style == "print":
         light, dark = _tinted(rng, 0.7, 1.0, 0.25), _tinted(rng, 0.0, 0.3, 0.25)
         bg0, fg = (light, dark) if rng.random() < 0.5 else (dark, light)

@@ -9,6 +9,8 @@ linrepro only adds what open_clip_train lacks, as patches applied in this proces
   not seen by ``torchrun -m open_clip_train.main``, hence this launcher module);
 * DDP on CPU: open_clip_train passes ``device_ids=[device]``, which DDP rejects for CPU
   modules; the launcher constructs DDP with ``device_ids=None`` there (gloo backend);
+* checkpoints are written to a temp file and renamed, so a run killed while saving never
+  leaves a corrupt ``epoch_N.pt`` for ``--resume latest`` to pick;
 * per-step logging: open_clip_train's TensorBoard writer is replaced by :class:`StepLog`,
   which writes every scalar per step to ``steps.csv``/``steps.jsonl`` in the run folder, and
   stops the run with an error naming the step when the loss is not finite. On resume, logged
@@ -178,11 +180,25 @@ def patched(attention: str, score_scale: float = 0.5, backend: str = "auto", qui
     torch.nn.parallel.DistributedDataParallel = ddp
     import warnings
 
+    orig_save = torch.save
+
+    def atomic_save(obj, f, *args, **kwargs):
+        """open_clip_train writes epoch_N.pt in place: a kill mid-write left a corrupt checkpoint
+        that ``--resume latest`` then picked. Write to a temp file and rename instead."""
+        if isinstance(f, (str, os.PathLike)):
+            tmp = f"{os.fspath(f)}.partial"
+            orig_save(obj, tmp, *args, **kwargs)
+            os.replace(tmp, f)
+        else:
+            orig_save(obj, f, *args, **kwargs)
+
+    torch.save = atomic_save
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pin_memory.*")
             yield
     finally:
+        torch.save = orig_save
         ocm.create_model_and_transforms = orig_create
         ocm.tensorboard = orig_tb
         ocm.setup_logging = orig_setup

@@ -63,7 +63,10 @@ def test_render_deterministic(domain, res):
     other, _ = D.render(domain, 6, res, seed=3)
     assert np.abs(_pixels(a) - _pixels(other)).mean() > 5
     reseeded, _ = D.render(domain, 5, res, seed=4)
-    assert np.abs(_pixels(a) - _pixels(reseeded)).mean() > 5
+    if D.domain_spec(domain).available is None:  # drawn domains: the seed changes the drawing
+        assert np.abs(_pixels(a) - _pixels(reseeded)).mean() > 5
+    else:  # scanned bitmaps (digits, mnist) are shown as they are: black ink on white, at any seed
+        assert a.tobytes() == reseeded.tobytes()
     assert _pixels(a).std() > 10  # not a blank canvas
 
 
