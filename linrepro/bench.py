@@ -211,17 +211,24 @@ def _io_bytes(method, n, cfg, mode) -> int:
     return 4 * t if mode == "fwd" else 4 * t + 8 * t
 
 
+def _mem_available() -> int:
+    """MemAvailable (free plus reclaimable page cache), in bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2 ** 30
+
+
 def _cpu_softmax_mem_guard(backend, n, cfg) -> str | None:
     """The math backend materialises B·H·N² scores (three copies with softmax and grad)."""
     if backend != "math":
         return None
     need = 3 * cfg["batch"] * cfg["heads"] * n * n * torch.finfo(getattr(torch, cfg["dtype"])).bits // 8
-    try:
-        import os
-
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        avail = 8 * 2 ** 30
+    avail = _mem_available()
     if need > 0.5 * avail:
         return f"needs about {need / 2**30:.1f} GiB for the N×N scores; {avail / 2**30:.1f} GiB free"
     return None

@@ -29,8 +29,9 @@ def _noncausal(q, k, v, variant, score_scale, eps, block: int = 2048):
     state = q.new_zeros(b * h, d, dv)
     vsum = q.new_zeros(b * h, 1, dv)
     zsum = q.new_zeros(b * h, 1, d)
-    for i in range(0, n, block):
-        kc, vc = k3[:, i:i + block], v3[:, i:i + block]
+    # split (not slicing): its backward concatenates the block gradients once; a slice's backward
+    # writes into a zero tensor of the full size, which made the backward quadratic in N
+    for kc, vc in zip(k3.split(block, dim=1), v3.split(block, dim=1)):
         khc = kc * _inv_norm(kc, eps)
         state = torch.baddbmm(state, khc.transpose(1, 2), vc)          # S += K̂ᵀV
         vsum = vsum + vc.sum(1, keepdim=True)
@@ -41,8 +42,8 @@ def _noncausal(q, k, v, variant, score_scale, eps, block: int = 2048):
     grad = _grad(q, k, v)
     outs = [] if grad else None
     out = None if grad else q.new_empty(b * h, n, dv)
-    for i in range(0, n, block):
-        qc = q3[:, i:i + block]
+    for j, qc in enumerate(q3.split(block, dim=1)):
+        i = j * block
         qhc = qc * _inv_norm(qc, eps)
         if variant == "eq7":
             oc = torch.baddbmm(vsum, qhc, state)                        # s(Σv + Sᵀq̂)

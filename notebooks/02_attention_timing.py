@@ -32,12 +32,12 @@ head_dim = 64  # D = Dv
 dtype = "float32"  # float32 | float16 | bfloat16
 la_log2 = [10, 18]  # LA sweep N = 2^lo .. 2^hi
 softmax_log2 = [10, 15]  # softmax sweep N = 2^lo .. 2^hi
-warmup = 2  # warm-up calls per point
-runs = 5  # timed calls per point (fewer if a point passes the budget; the count used is recorded)
+warmup = 1  # warm-up calls per point
+runs = 3  # timed calls per point (fewer if a point passes the budget; the count used is recorded)
 budget_s = 60.0  # time budget per point; a point predicted to exceed it is skipped with that reason
 modes = ["fwd", "fwdbwd"]  # forward, forward+backward
 variants = ["eq4", "eq7"]  # LA variants
-fit_min_n = 0  # fit slopes from this N up (0: from where time exceeds 2% of the largest)
+fit_from_n = {}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
 
 # %%
 import pandas as pd
@@ -70,12 +70,12 @@ skipped.groupby(["impl", "mode"]).agg(first_n=("n", "min"), reason=("reason", "f
 # %% [markdown]
 # ## Log-log slopes with 95% intervals
 # An OLS fit of $\log t$ on $\log N$ over the range where each method is in its asymptotic
-# regime: from `fit_min_n`, or else from the first N whose time exceeds 2% of that
-# implementation's largest measured time (below that, fixed per-call overheads dominate).
-# The fitted range is in the table.
+# regime: from `fit_from_n` (per method, set in the profile), or else from the first N whose
+# time exceeds 2% of that implementation's largest measured time (below that, fixed per-call
+# overheads dominate, and on a CPU the whole problem fits in cache). The fitted range is in the table.
 
 # %%
-fits = timing.slopes(df, n_min=fit_min_n or None)
+fits = timing.slopes(df, n_min=fit_from_n or None)
 fits.round(3)
 
 # %% [markdown]
