@@ -28,10 +28,10 @@ reference_dir = ""  # a recorded bench folder to show instead of measuring (e.g.
 device = "auto"  # auto | cpu | cuda
 batch = 1  # B
 heads = 4  # H
-head_dim = 64  # D = Dv
+head_dim = 64  # D, also Dv
 dtype = "float32"  # float32 | float16 | bfloat16
-la_log2 = [10, 18]  # LA sweep N = 2^lo .. 2^hi
-softmax_log2 = [10, 15]  # softmax sweep N = 2^lo .. 2^hi
+la_log2 = [10, 18]  # LA sweep: N from 2^lo to 2^hi
+softmax_log2 = [10, 15]  # softmax sweep: N from 2^lo to 2^hi
 warmup = 1  # warm-up calls per point
 runs = 3  # timed calls per point (fewer if a point passes the budget; the count used is recorded)
 budget_s = 60.0  # time budget per point; a point predicted to exceed it is skipped with that reason

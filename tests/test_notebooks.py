@@ -51,3 +51,23 @@ def test_smoke_profile_runs(stem, tmp_path):
     assert remote_resources(html) == []
     if "$" in (ROOT / "notebooks" / f"{stem}.py").read_text():
         assert "<math" in html  # LaTeX became MathML, no MathJax needed
+
+
+def test_papermill_reads_every_parameter():
+    """papermill's own parser trips on '=' inside a parameter's comment and then warns that the
+    parameter is unknown; keep parameter cells in the form it reads."""
+    import papermill as pm
+
+    from linrepro.params import notebook_params
+    from linrepro.runner import _to_ipynb
+
+    for stem in profile_notebooks("cpu"):
+        nb = ROOT / "notebooks" / f"{stem}.py"
+        tmp = ROOT / "outputs" / f".{stem}.inspect.ipynb"
+        tmp.parent.mkdir(exist_ok=True)
+        try:
+            _to_ipynb(nb, tmp)
+            seen = set(pm.inspect_notebook(str(tmp)))
+        finally:
+            tmp.unlink(missing_ok=True)
+        assert seen == set(notebook_params(nb)), stem
