@@ -37,7 +37,7 @@ runs = 3  # timed calls per point (fewer if a point passes the budget; the count
 budget_s = 60.0  # time budget per point; a point predicted to exceed it is skipped with that reason
 modes = ["fwd", "fwdbwd"]  # forward, forward+backward
 variants = ["eq4", "eq7"]  # LA variants
-fit_from_n = {}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
+fit_from_n = {"linear": 8192, "softmax": 2048}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
 
 # %%
 import pandas as pd
