@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamError, FileNotFoundError) as e:
         print(f"linrepro: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `linrepro params X | head`
+        return 0
 
 
 if __name__ == "__main__":
