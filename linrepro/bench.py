@@ -74,26 +74,24 @@ class Case:
 
 
 # --------------------------------------------------------------------------- memory
-def _rss_hwm_bytes() -> int | None:
+def _proc_kib(path: str, key: str) -> int | None:
+    """A ``key: N kB`` line of a /proc file, in bytes (None where /proc is missing)."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def _rss_hwm_bytes() -> int | None:
+    return _proc_kib("/proc/self/status", "VmHWM")
 
 
 def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_kib("/proc/self/status", "VmRSS")
 
 
 def _reset_hwm() -> bool:
@@ -213,14 +211,7 @@ def _io_bytes(method, n, cfg, mode) -> int:
 
 def _mem_available() -> int:
     """MemAvailable (free plus reclaimable page cache), in bytes."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 2 ** 30
+    return _proc_kib("/proc/meminfo", "MemAvailable") or 8 * 2 ** 30
 
 
 def _cpu_softmax_mem_guard(backend, n, cfg) -> str | None:

@@ -228,30 +228,27 @@ def _check_val_fraction(val_fraction: Any) -> float:
     return vf
 
 
-def _check_n(n_per_domain: Any) -> int | None:
-    if n_per_domain is None:
-        return None
+def _check_int(name: str, value: Any, minimum: int, expected: str) -> int:
+    """An integer (bool refused) of at least ``minimum``; ValueError naming ``name`` and the value."""
     try:
-        if isinstance(n_per_domain, bool):
+        if isinstance(value, bool):
             raise TypeError
-        n = operator.index(n_per_domain)
+        n = operator.index(value)
     except TypeError:
-        raise ValueError(f"n_per_domain must be None or a positive integer, got {n_per_domain!r}") from None
-    if n < 1:
-        raise ValueError(f"n_per_domain must be None or a positive integer, got {n_per_domain!r}")
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+    if n < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
     return n
 
 
+def _check_n(n_per_domain: Any) -> int | None:
+    if n_per_domain is None:
+        return None
+    return _check_int("n_per_domain", n_per_domain, 1, "None or a positive integer")
+
+
 def _check_seed(seed: Any) -> int:
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        s = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}") from None
-    if s < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return s
+    return _check_int("seed", seed, 0, "a non-negative integer")
 
 
 # --------------------------------------------------------------------------------------------
