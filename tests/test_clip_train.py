@@ -144,7 +144,7 @@ def test_ddp_two_processes_gloo_identical_weights(tiny_csv, tmp_path):
 
 
 def test_killed_run_resumes_without_gap_or_repeat(tiny_csv, tmp_path):
-    epochs, per_epoch = 4, 6
+    epochs, per_epoch = 8, 6
     proc = subprocess.Popen(_train_cmd(tiny_csv, tmp_path, "res", epochs), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = tmp_path / "res" / "checkpoints"
@@ -153,7 +153,7 @@ def test_killed_run_resumes_without_gap_or_repeat(tiny_csv, tmp_path):
         assert proc.poll() is None, "training ended before its first checkpoint"
         assert time.time() - t0 < 300
         time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
+    time.sleep(0.1)  # into epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (ckpt / f"epoch_{epochs}.pt").exists(), "the run finished before it could be killed"
