@@ -201,15 +201,7 @@ def _check_domains(domains: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def _check_resolution(resolution: Any) -> int:
-    try:
-        if isinstance(resolution, bool):
-            raise TypeError
-        res = operator.index(resolution)
-    except TypeError:
-        raise ValueError(f"resolution must be an integer >= {_MIN_RESOLUTION}, got {resolution!r}") from None
-    if res < _MIN_RESOLUTION:
-        raise ValueError(f"resolution must be an integer >= {_MIN_RESOLUTION}, got {resolution!r}")
-    return res
+    return _check_int("resolution", resolution, _MIN_RESOLUTION, f"an integer >= {_MIN_RESOLUTION}")
 
 
 def _check_split(split: Any) -> str:

@@ -159,6 +159,18 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
     return summary
 
 
+def train_grid(models, attentions, dataset: dict, out_dir, *, batch_sizes: dict | None = None,
+               batch_size: int = 64, log=print, **kw) -> list[dict]:
+    """Every (model, attention) in order; each run's one-line result is logged as it finishes."""
+    summaries = []
+    for m in models:
+        for att in attentions:
+            s = train_and_evaluate(m, att, dataset, out_dir, batch_size=(batch_sizes or {}).get(m, batch_size), **kw)
+            summaries.append(s)
+            log(describe(s))
+    return summaries
+
+
 def load_model(summary: dict, device="cpu"):
     """Rebuild a trained model from its summary (checkpoint + attention)."""
     model, preprocess, tokenizer = clip.create_model(summary["model"], summary["attention"])

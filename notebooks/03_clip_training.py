@@ -84,14 +84,9 @@ print("\n".join(grid["captions"][::7]))
 # open_clip_train's `out.log` and checkpoints, and linrepro's per-step `steps.csv`.
 
 # %%
-summaries = []
-for m in models:
-    for att in attentions:
-        s = ex.train_and_evaluate(m, att, dataset, out / "runs", epochs=epochs, batch_size=batch_sizes.get(m, batch_size),
-                                  lr=lr, warmup=warmup, precision=precision, seed=seed, score_scale=score_scale,
-                                  nproc=nproc)
-        summaries.append(s)
-        print(ex.describe(s))
+summaries = ex.train_grid(models, attentions, dataset, out / "runs", batch_sizes=batch_sizes, batch_size=batch_size,
+                          epochs=epochs, lr=lr, warmup=warmup, precision=precision, seed=seed,
+                          score_scale=score_scale, nproc=nproc)
 
 # %% [markdown]
 # ## Training curves
