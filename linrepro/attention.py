@@ -27,6 +27,7 @@ import os
 import torch
 
 VARIANTS = ("eq4", "eq7")
+PER_LENGTH = "1/N"   # score_scale value: s = 1/N (non-causal) or 1/i (causal row i)
 BACKENDS = ("auto", "triton", "torch", "reference")
 MAX_HEAD_DIM = 256
 
@@ -59,6 +60,28 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, max_dim:
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+def check_score_scale(score_scale) -> float | str:
+    """A positive finite number, or ``"1/N"`` (the per-length scale of PAPER.md); returns it normalised."""
+    if isinstance(score_scale, str):
+        if score_scale.strip().replace(" ", "") == PER_LENGTH:
+            return PER_LENGTH
+        try:
+            score_scale = float(score_scale)
+        except ValueError:
+            raise ValueError(f"score_scale must be a positive number or {PER_LENGTH!r}, got {score_scale!r}") from None
+    if isinstance(score_scale, bool) or not isinstance(score_scale, (int, float)) \
+            or not math.isfinite(score_scale) or score_scale <= 0:
+        raise ValueError(f"score_scale must be a positive number or {PER_LENGTH!r}, got {score_scale!r}")
+    return float(score_scale)
+
+
+def _row_counts(n: int, causal: bool, like: torch.Tensor) -> torch.Tensor:
+    """(1, 1, n, 1) number of keys each query row sums over: n, or i for causal row i."""
+    if causal:
+        return torch.arange(1, n + 1, device=like.device, dtype=like.dtype).view(1, 1, n, 1)
+    return torch.full((1, 1, n, 1), float(n), device=like.device, dtype=like.dtype)
 
 
 def l2_normalise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -94,6 +117,8 @@ def affine_scores(q: torch.Tensor, k: torch.Tensor, *, variant: str = "eq7", cau
         w = w * torch.ones(n, n, dtype=w.dtype, device=w.device).tril()
     if variant == "eq4":
         return w / w.sum(-1, keepdim=True).clamp_min(eps)
+    if check_score_scale(score_scale) == PER_LENGTH:
+        return w / _row_counts(q.shape[-2], causal, w)
     return score_scale * w
 
 
@@ -116,6 +141,9 @@ def linear_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     """
     _check_inputs(q, k, v)
     _check_variant(variant)
+    if variant == "eq7" and check_score_scale(score_scale) == PER_LENGTH:
+        o = linear_attention_reference(q, k, v, variant=variant, causal=causal, score_scale=1.0, eps=eps)
+        return o / _row_counts(q.shape[-2], causal, o)
     qh, kh = l2_normalise(q, eps), l2_normalise(k, eps)
     n = q.shape[-2]
     if not causal:
@@ -168,7 +196,9 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, varia
         q, k: (B, H, N, D); v: (B, H, N, Dv). Floating point, one device, one dtype, D, Dv ≤ 256.
         variant: ``"eq4"`` (normalised) or ``"eq7"`` (denominator-free, scores s(1+q̂·k̂) ∈ [0, 2s]).
         causal: sums over j ≤ i only (the text tower).
-        score_scale: s in Eq. 7 (default ½ keeps every score in [0, 1]); ignored by eq4.
+        score_scale: s in Eq. 7 (default ½ keeps every score in [0, 1]), or ``"1/N"``: s = 1/N
+            (non-causal) and 1/i for causal row i, so the output is a mean rather than a sum and
+            its norm no longer grows with N; ignored by eq4.
         eps: guard of the L2 norms (and of eq4's denominator).
         backend: ``"auto"`` (Triton on CUDA, torch on CPU), ``"triton"``, ``"torch"`` or ``"reference"``.
     """
@@ -177,7 +207,14 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, varia
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {causal!r}")
     chosen = resolve_backend(backend, q.device)
-    kw = dict(variant=variant, causal=causal, score_scale=float(score_scale), eps=float(eps))
+    scale = check_score_scale(score_scale)
+    if variant == "eq7" and scale == PER_LENGTH:
+        if not causal:   # one constant per call: the kernels take it as s
+            return linear_attention(q, k, v, variant=variant, causal=False, score_scale=1.0 / q.shape[-2],
+                                    eps=eps, backend=backend)
+        o = linear_attention(q, k, v, variant=variant, causal=True, score_scale=1.0, eps=eps, backend=backend)
+        return o / _row_counts(q.shape[-2], True, o)
+    kw = dict(variant=variant, causal=causal, score_scale=1.0 if scale == PER_LENGTH else scale, eps=float(eps))
     if chosen == "reference":
         return linear_attention_reference(q, k, v, **kw)
     if chosen == "torch":

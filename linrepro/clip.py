@@ -51,12 +51,15 @@ def _is_causal_mask(mask: torch.Tensor, n: int) -> bool:
 class LinearMultiheadAttention(nn.MultiheadAttention):
     """Drop-in for open_clip's ``nn.MultiheadAttention(batch_first=True)`` using affine LA."""
 
-    def __init__(self, embed_dim: int, num_heads: int, *, variant: str = "eq7", score_scale: float = 0.5,
+    def __init__(self, embed_dim: int, num_heads: int, *, variant: str = "eq7", score_scale: float | str = 0.5,
                  eps: float = 1e-6, backend: str = "auto", bias: bool = True, device=None, dtype=None):
         super().__init__(embed_dim, num_heads, bias=bias, batch_first=True, device=device, dtype=dtype)
         if variant not in ("eq4", "eq7"):
             raise ValueError(f"variant must be 'eq4' or 'eq7', got {variant!r}")
-        self.variant, self.score_scale, self.eps, self.backend = variant, score_scale, eps, backend
+        from linrepro.attention import check_score_scale
+
+        self.variant, self.eps, self.backend = variant, eps, backend
+        self.score_scale = check_score_scale(score_scale)
         self._causal_checked: dict[tuple, bool] = {}
 
     @classmethod
@@ -127,7 +130,7 @@ def attention_of(model: nn.Module) -> str:
     return kinds.pop() if len(kinds) == 1 else ("softmax" if not kinds else "mixed")
 
 
-def create_model_and_transforms(name: str, attention: str = "softmax", *, score_scale: float = 0.5,
+def create_model_and_transforms(name: str, attention: str = "softmax", *, score_scale: float | str = 0.5,
                                 backend: str = "auto", **kw):
     """open_clip's ``create_model_and_transforms`` plus the swap: (model, preprocess_train, preprocess_val)."""
     import open_clip

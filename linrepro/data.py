@@ -233,10 +233,15 @@ def _check_int(name: str, value: Any, minimum: int, expected: str) -> int:
     return n
 
 
-def _check_n(n_per_domain: Any) -> int | None:
+def _check_n(n_per_domain: Any) -> int | dict[str, int] | None:
     if n_per_domain is None:
         return None
-    return _check_int("n_per_domain", n_per_domain, 1, "None or a positive integer")
+    if isinstance(n_per_domain, dict):
+        unknown = sorted(set(n_per_domain) - set(DOMAINS))
+        if unknown:
+            raise ValueError(f"n_per_domain names unknown domain(s) {unknown}; known: {list(DOMAINS)}")
+        return {d: _check_int(f"n_per_domain[{d!r}]", n, 1, "a positive integer") for d, n in n_per_domain.items()}
+    return _check_int("n_per_domain", n_per_domain, 1, "None, a positive integer or a {domain: size} dict")
 
 
 def _check_seed(seed: Any) -> int:
@@ -339,8 +344,10 @@ def _source_labels(domain: str) -> np.ndarray | None:
     return None
 
 
-def _pool_size(domain: str, n_per_domain: int | None) -> int:
+def _pool_size(domain: str, n_per_domain: int | dict[str, int] | None) -> int:
     spec = _SPECS[domain]
+    if isinstance(n_per_domain, dict):
+        n_per_domain = n_per_domain.get(domain)
     n = spec.default_size if n_per_domain is None else n_per_domain
     if spec.available is not None and n > spec.available:
         warnings.warn(
@@ -417,36 +424,38 @@ def _tinted(rng: np.random.Generator, lo: float, hi: float, tint: float) -> np.n
     return np.clip(rng.uniform(lo, hi) + rng.uniform(-tint, tint, 3), 0.0, 1.0)
 
 
-def _colours(rng: np.random.Generator, style: str = "vivid") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _colours(rng: np.random.Generator, style: str = "paint") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Background gradient ends, a contrasting foreground colour, and the gradient angle.
 
-    ``vivid`` (shapes): any colours with a luma gap ≥ 0.4. ``ink`` (digits, mnist): black ink on
-    white, as the source scans are (random paper and ink shades made tiny CLIPs stall at chance
-    within the cpu profile's budget: brightness became the dominant image variation). ``print`` (glyphs): dark ink on a light
-    tinted background or its inverse, luma gap ≥ 0.5.
+    ``paint`` (shapes): a saturated colour (luma ≤ 0.55) on a near-white, lightly tinted
+    background. ``ink`` (digits, mnist): black ink on white, as the source scans are. ``print``
+    (glyphs): dark tinted ink on a light tinted background with a faint gradient.
+
+    Every style keeps a light background: random backgrounds and inversions (an earlier
+    ``vivid`` style) made tiny CLIPs learn nothing about shape within the cpu profile's budget,
+    because brightness and colour became the dominant image variation.
     """
     if style == "ink":
         white, black = np.ones(3), np.zeros(3)
         return white, white, black, 0.0
     if style == "print":
-        light, dark = _tinted(rng, 0.7, 1.0, 0.25), _tinted(rng, 0.0, 0.3, 0.25)
-        bg0, fg = (light, dark) if rng.random() < 0.5 else (dark, light)
-        bg1 = np.clip(bg0 + rng.normal(0.0, 0.06, 3), 0.0, 1.0)
+        bg0, fg = _tinted(rng, 0.8, 1.0, 0.1), _tinted(rng, 0.0, 0.25, 0.15)
+        bg1 = np.clip(bg0 + rng.normal(0.0, 0.04, 3), 0.0, 1.0)
         return bg0, bg1, fg, float(rng.uniform(0.0, 2.0 * math.pi))
-    bg0 = rng.random(3)
-    bg1 = np.clip(bg0 + rng.normal(0.0, 0.12, 3), 0.0, 1.0)
-    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    if style != "paint":
+        raise ValueError(f"unknown colour style {style!r}")
+    bg = _tinted(rng, 0.9, 1.0, 0.05)
     cands = rng.random((16, 3))
-    bg_l = float(_luma((bg0 + bg1) / 2))
-    ok = np.flatnonzero(np.abs(_luma(cands) - bg_l) >= 0.4)
-    fg = cands[ok[0]] if ok.size else (np.zeros(3) if bg_l > 0.5 else np.ones(3))
-    return bg0, bg1, fg, angle
+    cands = cands / cands.max(1, keepdims=True)          # saturated: one channel at full strength
+    ok = np.flatnonzero(_luma(cands) <= 0.55)
+    fg = cands[ok[0]] if ok.size else np.array([0.8, 0.1, 0.1])
+    return bg, bg, fg, 0.0
 
 
-_STYLES = {"digits": "ink", "mnist": "ink", "glyphs": "print", "shapes": "vivid"}
+_STYLES = {"digits": "ink", "mnist": "ink", "glyphs": "print", "shapes": "paint"}
 
 
-def _colourise(mask: Image.Image, rng: np.random.Generator, style: str = "vivid") -> Image.Image:
+def _colourise(mask: Image.Image, rng: np.random.Generator, style: str = "paint") -> Image.Image:
     """Blend a coverage mask ('L') between a gradient background and a foreground colour."""
     bg0, bg1, fg, angle = _colours(rng, style)
     res = mask.size[0]
@@ -571,7 +580,7 @@ def _render_glyphs(index: int, rng: np.random.Generator, resolution: int) -> tup
     label = index % len(_LETTERS)
     font_index = int(rng.integers(len(_font_paths())))
     height = float(rng.uniform(0.4, 0.72))
-    theta = math.radians(float(rng.uniform(-25.0, 25.0)))
+    theta = math.radians(float(rng.uniform(-10.0, 10.0)))
     src = _glyph_mask(font_index, _LETTERS[label])
     w, h = src.size
     ex, ey = _rotated_half_extent(height * w / h, height, theta)
@@ -617,7 +626,7 @@ def render(domain: str, index: int, resolution: int = 64, seed: int = 0) -> tupl
     seed = _check_seed(seed)
     mask, label = _RENDERERS[domain](index, _rng(seed, domain, index, 0), res)
     # the colours use their own stream, so geometry draws never shift them (and vice versa)
-    return _colourise(mask, _rng(seed, domain, index, 1), _STYLES.get(domain, "vivid")), label
+    return _colourise(mask, _rng(seed, domain, index, 1), _STYLES[domain]), label
 
 
 def caption(domain: str, index: int, label: int, seed: int = 0) -> str:
@@ -652,7 +661,8 @@ class MixedDomainDataset(Dataset):
         seed: seeds rendering, the split and the caption template choice.
         val_fraction: share of each domain's pool held out for ``"val"`` (stratified by class).
         n_per_domain: pool size per domain before splitting; ``None`` uses each domain's default
-            (1,797 digits, 2,000 shapes, 2,000 glyphs, 5,000 MNIST). Finite domains are capped at
+            (1,797 digits, 2,000 shapes, 2,000 glyphs, 5,000 MNIST); a ``{domain: size}`` dict
+            sets some domains' sizes and leaves the others at their default. Finite domains are capped at
             what they have, with a warning.
         transform: applied to the PIL image (e.g. an open_clip preprocess).
 
@@ -668,7 +678,7 @@ class MixedDomainDataset(Dataset):
         resolution: int = 64,
         seed: int = 0,
         val_fraction: float = 0.2,
-        n_per_domain: int | None = None,
+        n_per_domain: int | dict[str, int] | None = None,
         transform: Callable[[Image.Image], Any] | None = None,
     ) -> None:
         self.domains = _check_domains(domains)
@@ -752,7 +762,7 @@ def write_csv(
     resolution: int = 64,
     seed: int = 0,
     val_fraction: float = 0.2,
-    n_per_domain: int | None = None,
+    n_per_domain: int | dict[str, int] | None = None,
     relative_paths: bool = False,
     progress: bool = True,
 ) -> tuple[Path, int]:
@@ -796,7 +806,7 @@ def write_webdataset(
     resolution: int = 64,
     seed: int = 0,
     val_fraction: float = 0.2,
-    n_per_domain: int | None = None,
+    n_per_domain: int | dict[str, int] | None = None,
     shard_size: int = 1000,
     shuffle: bool = True,
     progress: bool = True,

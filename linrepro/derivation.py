@@ -140,14 +140,15 @@ def score_decay(ns, d: int = 64, kinds=("random", "needle", "clustered"), n_quer
 
 
 def eq7_norm_growth(ns, d: int = 64, seed: int = 0, score_scale: float = 0.5) -> list[dict]:
-    """Mean ‖o_i‖ of eq7 and eq4 against N (random q, k, v), via the factorised path."""
+    """Mean ‖o_i‖ of eq4, eq7 (scale ``score_scale``) and eq7 with the per-length scale s = 1/N
+    against N (random q, k, v), via the factorised path."""
     rows = []
     for n in ns:
         gen = torch.Generator().manual_seed(seed + n)
         q, k, v = (_rand((1, 1, n, d), gen) for _ in range(3))
-        for variant in ("eq4", "eq7"):
-            o = linear_attention(q, k, v, variant=variant, score_scale=score_scale, backend="torch")
-            rows.append({"N": n, "variant": variant, "mean_out_norm": o.norm(dim=-1).mean().item()})
+        for name, variant, s in (("eq4", "eq4", score_scale), ("eq7", "eq7", score_scale), ("eq7 s=1/N", "eq7", "1/N")):
+            o = linear_attention(q, k, v, variant=variant, score_scale=s, backend="torch")
+            rows.append({"N": n, "variant": name, "mean_out_norm": o.norm(dim=-1).mean().item()})
     return rows
 
 

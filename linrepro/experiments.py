@@ -20,7 +20,12 @@ def prepare_data(out_dir, domains, resolution: int, seed: int, val_fraction: flo
                  n_per_domain: int | None, progress: bool = False) -> dict:
     """Export the training split as an open_clip CSV (reused when the same settings exist)."""
     domains = list(domains)
-    key = f"{'-'.join(domains)}_r{resolution}_s{seed}_v{val_fraction}_n{n_per_domain or 'all'}"
+    if isinstance(n_per_domain, dict):
+        n_per_domain = {d: n for d, n in n_per_domain.items() if n} or None   # 0: that domain's default
+        sizes = "-".join(f"{d}{n_per_domain[d]}" for d in sorted(n_per_domain)) if n_per_domain else "all"
+    else:
+        sizes = n_per_domain or "all"
+    key = f"{'-'.join(domains)}_r{resolution}_s{seed}_v{val_fraction}_n{sizes}"
     d = Path(out_dir) / key
     manifest = d / "manifest.json"
     if manifest.exists():
@@ -36,40 +41,15 @@ def prepare_data(out_dir, domains, resolution: int, seed: int, val_fraction: flo
     return info
 
 
-class _Pairs(torch.utils.data.Dataset):
-    """(image tensor, label) view of a MixedDomainDataset."""
-
-    def __init__(self, ds):
-        self.ds = ds
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        s = self.ds[i]
-        return s.image, s.label
-
-
-def domain_loader(domain: str, preprocess, resolution: int, seed: int, val_fraction: float,
-                  n_per_domain: int | None, split: str = "val", batch_size: int = 256):
-    ds = data.MixedDomainDataset(domains=(domain,), split=split, resolution=resolution, seed=seed,
-                                 val_fraction=val_fraction, n_per_domain=n_per_domain, transform=preprocess)
-    return torch.utils.data.DataLoader(_Pairs(ds), batch_size=batch_size, shuffle=False, num_workers=0)
-
-
 def zero_shot_domains(model, tokenizer, preprocess, domains, resolution: int, seed: int, val_fraction: float,
-                      n_per_domain: int | None, classnames_path: str | None = None) -> list[dict]:
+                      n_per_domain, classnames_path: str | None = None, limit: int | None = None) -> list[dict]:
+    """Zero-shot top-1/top-5 on each bundled domain's held-out split, rendered at ``resolution``."""
     from linrepro import zeroshot
 
-    names = data.load_classnames(classnames_path) if classnames_path else None
-    rows = []
-    for dom in domains:
-        spec = names[dom] if names else {"classnames": data.domain_spec(dom).classnames,
-                                         "templates": data.domain_spec(dom).templates}
-        loader = domain_loader(dom, preprocess, resolution, seed, val_fraction, n_per_domain)
-        r = zeroshot.evaluate(model, tokenizer, loader, spec["classnames"], spec["templates"])
-        rows.append({"domain": dom, "resolution": resolution, "chance": 1 / len(spec["classnames"]), **r})
-    return rows
+    return [zeroshot.evaluate_set(model, tokenizer, preprocess,
+                                  zeroshot.bundled(dom, seed=seed, val_fraction=val_fraction, n_per_domain=n_per_domain,
+                                                   classnames_path=classnames_path, limit=limit), resolution)
+            for dom in domains]
 
 
 def external_dataset(train_data: str, train_num_samples: int, eval_domains=()) -> dict:
@@ -102,8 +82,9 @@ def _launch_torchrun(nproc: int, attention: str, score_scale: float, args: list[
 
 
 def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, *, epochs: int, batch_size: int,
-                       lr: float, warmup: int, precision: str = "fp32", seed: int = 0, score_scale: float = 0.5,
-                       eval_domains=None, quiet: bool = True, nproc: int = 1) -> dict:
+                       lr: float, warmup: int, precision: str = "fp32", seed: int = 0,
+                       score_scale: float | str = 0.5, eval_domains=None, quiet: bool = True, nproc: int = 1,
+                       name: str | None = None, extra_args: list[str] | None = None) -> dict:
     """One open_clip_train run with ``attention`` (``batch_size`` is global: each of ``nproc``
     torchrun processes takes ``batch_size // nproc``), then zero-shot on each domain's val split.
 
@@ -114,7 +95,7 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
     if nproc < 1 or batch_size % nproc:
         raise ValueError(f"batch_size {batch_size} must be a multiple of nproc {nproc}")
     logs = Path(out_dir)
-    name = f"{model_name}-{attention}"
+    name = name or f"{model_name}-{attention}"
     run = logs / name
     if (run / "summary.json").exists():
         return json.loads((run / "summary.json").read_text())
@@ -123,7 +104,7 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
                           name=name, epochs=epochs, batch_size=batch_size // nproc, lr=lr, warmup=warmup,
                           precision=precision, seed=seed, resume=resume,
                           dataset_type=dataset.get("dataset_type", "csv"),
-                          train_num_samples=dataset.get("train_num_samples"))
+                          train_num_samples=dataset.get("train_num_samples"), extra=extra_args)
     t = time.perf_counter()
     if nproc == 1:
         model = run_open_clip_train(args, attention=attention, score_scale=score_scale, quiet=quiet)
@@ -134,15 +115,16 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
     steps = read_steps(run)
     ckpts = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     summary = {
-        "model": model_name, "attention": attention, "epochs": epochs, "batch_size": batch_size, "nproc": nproc,
-        "lr": lr, "train_s": train_s, "steps": len(steps),
+        "model": model_name, "attention": attention, "score_scale": score_scale, "epochs": epochs,
+        "batch_size": batch_size, "nproc": nproc, "lr": lr, "train_s": train_s, "steps": len(steps),
+        "extra_args": list(extra_args or []),
         "checkpoint": str(ckpts[-1]) if ckpts else None, "run_dir": str(run),
     }
     if model is None:
         model, _, _ = load_model(summary)
     import open_clip
 
-    _, _, preprocess = open_clip.create_model_and_transforms(model_name)   # the val transform only
+    _, _, preprocess = open_clip.create_model_and_transforms(model_name, **_image_size_kw(extra_args))
     tokenizer = open_clip.get_tokenizer(model_name)
     domains = dataset["domains"] if eval_domains is None else eval_domains
     zs = zero_shot_domains(model, tokenizer, preprocess, domains, dataset["resolution"] or 224, dataset["seed"],
@@ -171,13 +153,29 @@ def train_grid(models, attentions, dataset: dict, out_dir, *, batch_sizes: dict 
     return summaries
 
 
-def load_model(summary: dict, device="cpu"):
-    """Rebuild a trained model from its summary (checkpoint + attention)."""
-    model, preprocess, tokenizer = clip.create_model(summary["model"], summary["attention"])
+def _image_size_kw(extra_args) -> dict:
+    extra = list(extra_args or [])
+    return {"force_image_size": int(extra[extra.index("--force-image-size") + 1])} \
+        if "--force-image-size" in extra else {}
+
+
+def load_model(summary: dict, device="cpu", resolution: int | None = None):
+    """Rebuild a trained model from its summary (checkpoint, attention, score scale).
+
+    With ``resolution``, the model takes images of that side: the vision tower's positional
+    embedding is interpolated with open_clip's ``resize_pos_embed`` (bicubic), as open_clip does
+    when it loads a checkpoint at another image size.
+    """
+    from open_clip.model import resize_pos_embed
+
+    kw = {"force_image_size": int(resolution)} if resolution else _image_size_kw(summary.get("extra_args"))
+    model, preprocess, tokenizer = clip.create_model(summary["model"], summary["attention"],
+                                                     score_scale=summary.get("score_scale", 0.5), **kw)
     ck = torch.load(summary["checkpoint"], map_location=device, weights_only=False)
     sd = {k.removeprefix("module."): v for k, v in ck["state_dict"].items()}
+    resize_pos_embed(sd, model)
     model.load_state_dict(sd)
-    return model.eval(), preprocess, tokenizer
+    return model.to(device).eval(), preprocess, tokenizer
 
 
 # --------------------------------------------------------------------------- tables and figures

@@ -11,8 +11,9 @@ Annotations understood in a parameters cell::
     scale: float = 0.5            # float (an int is accepted and converted)
     data_dir: "ExistingPath" = ""  # a string; when non-empty it must name an existing path
     run_dir: "OptionalStr" = None  # a string or None
+    score_scale: "ScoreScale" = 0.5  # a positive number or "1/N" (linrepro.attention.check_score_scale)
 
-(Quote the two custom annotations: Python evaluates module-level annotations.)
+(Quote the custom annotations: Python evaluates module-level annotations.)
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def _type_of(annotation: ast.expr | None, default: Any) -> str:
             return name
         if name == "ExistingPath":
             return "path"
+        if name == "ScoreScale":
+            return "score_scale"
         if name in ("OptionalStr", "str | None", "Optional[str]"):
             return "optional_str"
         return "any"
@@ -144,6 +147,12 @@ def _coerce(p: Param, value: Any, where: str) -> Any:
                 raise ParamError(f"{where}: parameter {p.name!r} names a path that does not exist: "
                                  f"{value!r} (first missing: {missing[0]})")
         return value
+    if t == "score_scale":
+        from linrepro.attention import check_score_scale
+        try:
+            return check_score_scale(value)
+        except ValueError as e:
+            raise ParamError(f"{where}: parameter {p.name!r}: {e}") from None
     if t == "optional_str":
         if value is not None and not isinstance(value, str):
             raise bad

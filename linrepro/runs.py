@@ -79,3 +79,45 @@ def setup_notebook() -> None:
     # mimetype for JupyterLab, 'notebook' (connected=False) inlines plotly.js once so the
     # nbconvert HTML renders offline. The default renderer makes nbconvert drop figures.
     pio.renderers.default = "plotly_mimetype+notebook"
+
+
+def outputs_root() -> Path:
+    """The outputs folder of the current run (the runner's ``--out`` included), else the project's."""
+    env = os.environ.get("LINREPRO_RUN_DIR")
+    if env and len(Path(env).parents) >= 3:
+        return Path(env).parents[2]
+    return project.outputs_dir()
+
+
+def current_profile(default: str = "cpu") -> str:
+    return os.environ.get("LINREPRO_PROFILE") or default
+
+
+def find_run(notebook: str, run: str | None = None, profile: str | None = None) -> Path:
+    """A finished run folder of ``notebook``: ``run`` if given (a path), else the latest one with
+    status ``ok`` under ``outputs/<profile>/<notebook>/`` (profile: this run's, else ``cpu``)."""
+    if run:
+        p = Path(run)
+        p = p if p.is_absolute() else project.root() / p
+        if not (p / "results.json").is_file():
+            raise FileNotFoundError(f"{p} is not a finished {notebook} run (it has no results.json)")
+        return p
+    profile = profile or current_profile()
+    parent = outputs_root() / profile / notebook
+    done = []
+    for d in sorted(parent.iterdir()) if parent.is_dir() else []:
+        try:
+            ok = json.loads((d / "run.json").read_text()).get("status") == "ok"
+        except (OSError, ValueError):
+            ok = False
+        if ok and (d / "results.json").is_file():
+            done.append(d)
+    if not done:
+        raise FileNotFoundError(
+            f"no finished {notebook} run under {parent}. Run `linrepro run {notebook} --profile {profile}` "
+            f"first, or pass the folder of one as a parameter.")
+    return done[-1]   # run ids start with a timestamp, so the last sorted is the latest
+
+
+def load_results(run: Path) -> dict:
+    return json.loads((Path(run) / "results.json").read_text())

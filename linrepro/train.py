@@ -37,6 +37,8 @@ from types import SimpleNamespace
 
 import torch
 
+from linrepro.attention import check_score_scale
+
 
 class NonFiniteLossError(FloatingPointError):
     pass
@@ -134,7 +136,7 @@ def _ddp_class():
 
 
 @contextlib.contextmanager
-def patched(attention: str, score_scale: float = 0.5, backend: str = "auto", quiet: bool = False):
+def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto", quiet: bool = False):
     """Apply linrepro's patches to open_clip_train for the duration of one training.
 
     ``quiet``: open_clip_train's log goes to its ``out.log`` only, not to the console (a notebook
@@ -236,7 +238,7 @@ def open_clip_args(*, model: str, train_data: str, logs: str, name: str, epochs:
 _created: list = []
 
 
-def run_open_clip_train(argv: list[str], attention: str = "softmax", score_scale: float = 0.5,
+def run_open_clip_train(argv: list[str], attention: str = "softmax", score_scale: float | str = 0.5,
                         backend: str = "auto", quiet: bool = False):
     """Run ``open_clip_train.main.main(argv)`` in this process with the patches applied.
 
@@ -272,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description="open_clip_train with linrepro's attention swap; "
                                              "open_clip_train's own arguments follow `--`.")
     ap.add_argument("--attention", default="softmax", choices=["softmax", "eq4", "eq7"])
-    ap.add_argument("--score-scale", type=float, default=0.5)
+    ap.add_argument("--score-scale", type=check_score_scale, default=0.5,
+                    help="s in Eq. 7: a positive number, or 1/N for the per-length scale")
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "reference"])
     a, rest = ap.parse_known_args(ours)
     run_open_clip_train(rest + theirs, a.attention, a.score_scale, a.backend)

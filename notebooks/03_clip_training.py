@@ -33,7 +33,7 @@ models = ["tiny-S", "tiny-B", "tiny-L"]  # open_clip model names (see linrepro.c
 attentions = ["softmax", "eq7"]  # softmax | eq4 | eq7
 domains = ["digits", "shapes", "glyphs"]  # bundled domains to train on
 resolution = 32  # image side the data is rendered at (the tiny models take 32 px)
-n_per_domain = 0  # samples per domain before the split (0: each domain's default size)
+n_per_domain = {"shapes": 600, "glyphs": 600}  # samples per domain before the split (unnamed: the domain's default)
 val_fraction = 0.2  # held-out share per domain
 seed = 0  # data and training seed
 epochs = 10  # training epochs per model
@@ -42,7 +42,7 @@ batch_sizes = {}  # per-model global batch size, overriding batch_size (paper: V
 lr = 0.001  # peak learning rate (cosine schedule)
 warmup = 50  # warm-up steps
 precision = "fp32"  # open_clip_train --precision
-score_scale = 0.5  # s in Eq. 7
+score_scale: "ScoreScale" = "1/N"  # s in Eq. 7: a number, or 1/N (per query row: the keys it sums over)
 train_data: "ExistingPath" = ""  # webdataset shards or CSV to train on instead of the bundled data
 train_num_samples = 0  # samples per epoch for webdataset data (required with train_data shards)
 nproc = 1  # processes (torchrun) per model; > 1 uses DDP
@@ -61,7 +61,7 @@ if train_data:  # e.g. LAION-400M shards: zero-shot evaluation is notebook 04's 
     dataset = ex.external_dataset(train_data, train_num_samples)
     print(f"training on {train_data} ({train_num_samples:,} samples per epoch), {nproc} process(es) per model")
 else:
-    dataset = ex.prepare_data(out / "data", domains, resolution, seed, val_fraction, n_per_domain or None)
+    dataset = ex.prepare_data(out / "data", domains, resolution, seed, val_fraction, n_per_domain)
     print(f"{dataset['n_train']:,} training pairs from {', '.join(domains)} at {resolution} px "
           f"(export {dataset['export_s']:.1f} s)")
 

@@ -11,3 +11,23 @@ except ImportError:  # pragma: no cover
 if not _cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_outputs(tmp_path_factory):
+    """``linrepro reproduce --profile smoke`` once, through the real CLI, into a fresh outputs folder:
+    every notebook in order (later ones read earlier runs), then the site."""
+    out = tmp_path_factory.mktemp("smoke-outputs")
+    env = dict(os.environ, LINREPRO_OUTPUTS=str(out))
+    r = subprocess.run([sys.executable, "-m", "linrepro", "reproduce", "--profile", "smoke", "--no-progress"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500)
+    return {"dir": out, "returncode": r.returncode, "log": r.stdout[-6000:] + r.stderr[-6000:]}

@@ -1,5 +1,6 @@
 """The reference math against independent forms, in float64, outputs and gradients."""
 import math
+import re
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from linrepro.attention import (
     affine_scores,
+    check_score_scale,
     linear_attention,
     quadratic_reference,
     softmax_attention,
@@ -38,7 +40,8 @@ def _naive_loops(q, k, v, variant, causal, s, eps=1e-6):
                     w = 1.0 + float(qi @ kj)
                     num += w * v[bi, hi, j]
                     den += w
-                out[bi, hi, i] = num / max(den, eps) if variant == "eq4" else s * num
+                scale = 1.0 / (i + 1 if causal else n) if s == "1/N" else s
+                out[bi, hi, i] = num / max(den, eps) if variant == "eq4" else scale * num
     return out
 
 
@@ -64,6 +67,38 @@ def test_factorised_equals_quadratic_float64(b, h, n, d, dv, variant, causal, ba
     out = linear_attention(q, k, v, variant=variant, causal=causal, score_scale=s, backend=backend)
     assert out.shape == (b, h, n, dv) and out.dtype == F64
     assert rel(out, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_per_length_scale_matches_loops_with_gradients(backend, causal):
+    """score_scale="1/N": each eq7 row is divided by the number of keys it sums over (N, or i causal)."""
+    q, k, v = _qkv(2, 2, 13, 6, 5, seed=3)
+    ref = _naive_loops(q, k, v, "eq7", causal, "1/N")
+    assert rel(quadratic_reference(q, k, v, variant="eq7", causal=causal, score_scale="1/N"), ref) < 1e-12
+    leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
+    out = linear_attention(*leaves, variant="eq7", causal=causal, score_scale="1/N", backend=backend)
+    assert rel(out, ref) < 1e-12
+    w = torch.randn_like(out)
+    g = torch.autograd.grad((out * w).sum(), leaves)
+    leaves2 = [t.clone().requires_grad_(True) for t in (q, k, v)]
+    g_ref = torch.autograd.grad((quadratic_reference(*leaves2, variant="eq7", causal=causal, score_scale="1/N")
+                                 * w).sum(), leaves2)
+    for a, b in zip(g, g_ref):
+        assert rel(a, b) < 1e-10
+    # the point of the scale: the output of constant v no longer grows with N
+    q2, k2, _ = _qkv(1, 1, 256, 6, 1, seed=4)
+    o = linear_attention(q2, k2, torch.ones(1, 1, 256, 4, dtype=F64), variant="eq7", causal=causal,
+                         score_scale="1/N", backend=backend)
+    assert 0.0 <= o.min().item() and o.max().item() <= 2.0 + 1e-12
+
+
+def test_score_scale_errors_name_the_value():
+    q, k, v = _qkv(1, 1, 4, 4, 4)
+    assert check_score_scale(" 1 / N ") == "1/N" and check_score_scale("0.25") == 0.25
+    for bad in (0, -1.0, float("nan"), "1/M", True):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            linear_attention(q, k, v, score_scale=bad)
 
 
 @pytest.mark.parametrize("backend", ["reference", "torch"])

@@ -42,6 +42,18 @@ def test_wrong_type_exits_2():
     assert r.returncode == 2 and "'seed'" in r.stderr and "int" in r.stderr
 
 
+def test_score_scale_parameter_takes_a_number_or_1_over_n(tmp_path):
+    r = cli("run", "03_clip_training", "--profile", "smoke", "-p", "score_scale=1/M")
+    assert r.returncode == 2 and "'score_scale'" in r.stderr and "'1/M'" in r.stderr
+    r = cli("run", "03_clip_training", "--profile", "smoke", "-p", "score_scale=-0.5")
+    assert r.returncode == 2 and "-0.5" in r.stderr
+    from linrepro.params import resolve
+
+    nb = ROOT / "notebooks" / "03_clip_training.py"
+    assert resolve(nb, "smoke", {"score_scale": "1 / N"})["score_scale"] == "1/N"
+    assert resolve(nb, "smoke", {"score_scale": 0.25})["score_scale"] == 0.25
+
+
 def test_missing_profile_exits_2():
     r = cli("run", "01_kernel_derivation", "--profile", "nope")
     assert r.returncode == 2 and "nope" in r.stderr and "smoke" in r.stderr

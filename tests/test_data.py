@@ -293,3 +293,22 @@ def test_bad_inputs_of_functions(tmp_path):
     with pytest.raises(ValueError, match="'train2'"):
         D.write_csv(tmp_path, split="train2", progress=False)
     assert not list(tmp_path.iterdir())  # nothing written before validation failed
+
+
+def test_n_per_domain_as_a_dict():
+    full = D.MixedDomainDataset(("digits", "shapes"), "train", 16, n_per_domain={"shapes": 50})
+    doms = [full.entry(i)[0] for i in range(len(full))]
+    assert doms.count("shapes") == 40 and doms.count("digits") == len(D.MixedDomainDataset(("digits",), "train", 16))
+    with pytest.raises(ValueError, match="unknown domain.*'cats'"):
+        D.MixedDomainDataset(("digits",), n_per_domain={"cats": 5})
+    with pytest.raises(ValueError, match=r"n_per_domain\['shapes'\].*-3"):
+        D.MixedDomainDataset(("shapes",), n_per_domain={"shapes": -3})
+
+
+def test_every_style_has_a_light_background():
+    """Dark or random backgrounds made tiny CLIPs learn brightness instead of shape (see _colours)."""
+    for dom in ("digits", "shapes", "glyphs"):
+        for i in range(12):
+            img, _ = D.render(dom, i, 32)
+            corners = np.asarray(img, float)[[0, 0, -1, -1], [0, -1, 0, -1]] / 255
+            assert corners.mean() > 0.75, (dom, i, corners)

@@ -25,6 +25,8 @@ def test_norm_growth_slopes():
     eq4 = [r for r in rows if r["variant"] == "eq4"]
     assert 0.35 < dv.loglog_slope([r["N"] for r in eq7], [r["mean_out_norm"] for r in eq7]) < 0.65
     assert dv.loglog_slope([r["N"] for r in eq4], [r["mean_out_norm"] for r in eq4]) < 0
+    per_len = [r for r in rows if r["variant"] == "eq7 s=1/N"]
+    assert dv.loglog_slope([r["N"] for r in per_len], [r["mean_out_norm"] for r in per_len]) < 0
 
 
 def test_flops_cross_near_head_dim():

@@ -1,8 +1,5 @@
 """Every notebook under the smoke profile, through the real CLI (papermill underneath)."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,13 +34,13 @@ def test_cpu_profile_matches_parameter_defaults():
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("stem", SMOKE)
-def test_smoke_profile_runs(stem, tmp_path):
-    env = dict(os.environ, LINREPRO_OUTPUTS=str(tmp_path))
-    r = subprocess.run([sys.executable, "-m", "linrepro", "run", stem, "--profile", "smoke", "--no-progress"],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (run,) = list((tmp_path / "smoke" / stem).iterdir())
-    assert json.loads((run / "run.json").read_text())["status"] == "ok"
+def test_smoke_profile_runs(stem, smoke_outputs):
+    """Each notebook's run in the shared `linrepro reproduce --profile smoke` (the real CLI)."""
+    runs = list((smoke_outputs["dir"] / "smoke" / stem).iterdir())
+    assert len(runs) == 1, smoke_outputs["log"]
+    run = runs[0]
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "ok", f"{meta.get('error')}\n{smoke_outputs['log']}"
     assert json.loads((run / "results.json").read_text())
     html = (run / "report.html").read_text()
     assert "Plotly.newPlot" in html
@@ -51,6 +48,12 @@ def test_smoke_profile_runs(stem, tmp_path):
     assert remote_resources(html) == []
     if "$" in (ROOT / "notebooks" / f"{stem}.py").read_text():
         assert "<math" in html  # LaTeX became MathML, no MathJax needed
+
+
+@pytest.mark.notebook
+def test_smoke_reproduce_exits_zero_and_builds_the_site(smoke_outputs):
+    assert smoke_outputs["returncode"] == 0, smoke_outputs["log"]
+    assert (smoke_outputs["dir"] / "site" / "index.html").exists()
 
 
 def test_papermill_reads_every_parameter():

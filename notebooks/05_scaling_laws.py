@@ -1,0 +1,92 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Scaling laws: does LA follow the same one as softmax?
+#
+# The paper claims that linear attention follows "the same scaling laws" as softmax. Here the
+# models of `03_clip_training` (three sizes × softmax and LA) are fitted with a power law
+#
+# $$ y = a\, x^{-b} $$
+#
+# where $y$ is the zero-shot error $1 - \text{top-1}$ on one domain, or the final training loss,
+# and $x$ is the non-embedding parameter count or the training compute
+# $C \approx 6\, N_\text{params}\, T_\text{tokens}$. The claim is tested directly on the
+# exponent $b$: do the bootstrap 95% intervals of softmax and LA overlap, and what is
+# $b_\text{LA} - b_\text{softmax}$ with its own interval?
+#
+# The intervals come from `scipy.stats.bootstrap` over what each point was measured from (the
+# validation images; the last tenth of the training steps). They do not include seed-to-seed
+# variation, and with three sizes a line in log-log space has one degree of freedom left, so they
+# are wide. Read them as "what these runs can and cannot exclude".
+
+# %% tags=["parameters"]
+train_run: "OptionalStr" = None  # folder of a 03_clip_training run (None: the latest finished one of this profile)
+eval_run: "OptionalStr" = None  # folder of a 04_zero_shot_eval run of those models (None: the latest one, if any)
+fit_domain = "digits"  # domain whose zero-shot error is fitted
+n_resamples = 2000  # bootstrap resamples
+seed = 0  # bootstrap seed
+
+# %%
+import pandas as pd
+import plotly.express as px
+from IPython.display import Markdown, display
+
+from linrepro import scaling
+from linrepro.runs import find_run, load_results, save_results, setup_notebook
+
+setup_notebook()
+source = find_run("03_clip_training", train_run)
+trained = load_results(source)
+try:
+    ev_source = find_run("04_zero_shot_eval", eval_run)
+    evaluated = load_results(ev_source)
+    if str(evaluated["source_run"]) != str(source):
+        ev_source, evaluated = None, {}
+except FileNotFoundError:
+    if eval_run:
+        raise
+    ev_source, evaluated = None, {}
+points = scaling.points_from_training(trained, fit_domain, evaluated.get("rows"))
+pts = pd.DataFrame(points).drop(columns=["confusion", "tail_losses"])
+display(Markdown(f"Runs from `{source}`; zero-shot error on **{fit_domain}** from "
+                 + (f"`{ev_source}`." if ev_source else "training's own evaluation.")))
+pts
+
+# %% [markdown]
+# ## Fits
+
+# %%
+results = {}
+for metric in ("error", "loss"):
+    for x_key in ("n_params_nonembed", "compute"):
+        r = scaling.fit_families(points, x_key=x_key, metric=metric, n_resamples=n_resamples, seed=seed)
+        results[f"{metric} vs {x_key}"] = r
+        scaling.fig_fit(r, f"{metric} vs {x_key}").show()
+
+# %%
+table = scaling.exponent_table(results)
+display(table.style.format({c: "{:+.3f}" for c in ("b", "b_lo", "b_hi", "diff", "diff_lo", "diff_hi")},
+                           na_rep="—"))
+scaling.fig_exponents(table.to_dict("records")).show()
+
+# %% [markdown]
+# ## The claim, as these runs answer it
+
+# %%
+display(Markdown(scaling.verdict_text(results)))
+
+# %%
+path = save_results({"source_run": source, "fit_domain": fit_domain, "points": pts, "fits": results,
+                     "exponents": table}, "05_scaling_laws")
+print("saved", path)

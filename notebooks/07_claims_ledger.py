@@ -1,0 +1,68 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · The claims ledger
+#
+# The seed report lists 17 claims from arXiv:2604.10064 with a "verified" mark and a confidence.
+# Here each one is checked against what this package measured in the notebooks before this one
+# (`linrepro.claims` holds the checks and their tolerances). A verdict is one of
+# **supported**, **contradicted**, **inconclusive** or **not testable here** (with the reason).
+# Claims about the paper's setup cannot be verified without its code; their evidence says what
+# linrepro's `paper` and `h200` profiles configure instead.
+
+# %% tags=["parameters"]
+evidence_profiles = []  # profiles whose runs are read, in order of preference (empty: this run's profile)
+
+# %%
+import pandas as pd
+import plotly.express as px
+from IPython.display import HTML, Markdown, display
+
+from linrepro import claims
+from linrepro.runs import current_profile, outputs_root, run_dir, save_results, setup_notebook
+
+setup_notebook()
+profiles = tuple(evidence_profiles) or (current_profile(),)
+rows = claims.evaluate(outputs_root(), profiles)
+s = claims.summary(rows)
+here = run_dir("07_claims_ledger")
+
+# %% [markdown]
+# ## Summary
+
+# %%
+c = s["counts"]
+display(Markdown(
+    f"Of {s['n']} claims: **{c['supported']} supported**, **{c['contradicted']} contradicted**, "
+    f"**{c['inconclusive']} inconclusive**, **{c['not testable here']} not testable here** "
+    f"(evidence from profile(s) {', '.join(profiles)}). The seed marked {s['seed_verified']} as verified; "
+    f"{s['seed_verified_and_supported']} of those are supported here, and {s['seed_unverified_but_supported']} "
+    f"claims the seed left unverified are supported by a measurement here."))
+counts = pd.DataFrame([{"verdict": v, "claims": n} for v, n in c.items()])
+px.bar(counts, x="verdict", y="claims", color="verdict", text="claims",
+       color_discrete_map=claims.COLOURS, title="Verdicts").show()
+
+# %% [markdown]
+# ## The ledger
+
+# %%
+display(HTML(claims.ledger_html(rows, outputs_root(), here)))
+
+# %%
+path = save_results({"profiles": list(profiles), "summary": s,
+                     "claims": [{k: r[k] for k in ("n", "claim", "kind", "seed_verified", "seed_confidence",
+                                                   "verdict", "evidence", "numbers", "reason", "link",
+                                                   "source_run")} for r in rows]},
+                    "07_claims_ledger")
+print("saved", path)

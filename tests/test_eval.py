@@ -1,0 +1,142 @@
+"""Evaluation sets, resolution changes and scaling fits (issue 6)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from linrepro import scaling, zeroshot
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _folder(tmp_path, classes=("cat", "dog", "fox"), per=2, size=24):
+    root = tmp_path / "imgs"
+    for i, c in enumerate(classes):
+        (root / c).mkdir(parents=True)
+        for j in range(per):
+            Image.new("RGB", (size, size), (40 * i, 80, 20 * j)).save(root / c / f"{j}.png")
+    return root
+
+
+def test_image_folder_checks_classnames_before_any_model(tmp_path):
+    root = _folder(tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_text("a cat\na dog\n")
+    with pytest.raises(ValueError, match=r"lists 2 names but .* has 3 class folders"):
+        zeroshot.image_folder(root, names)
+    names.write_text("a cat\na dog\na fox\n")
+    es = zeroshot.image_folder(root, names)
+    assert es.classnames == ["a cat", "a dog", "a fox"] and es.n == 6
+    with pytest.raises(FileNotFoundError, match="nope"):
+        zeroshot.image_folder(tmp_path / "nope")
+
+
+def test_imagenet21k_missing_classnames_says_where(tmp_path):
+    root = _folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"ImageNet-21K needs a class-names file.*classnames\.txt.*Put one there"):
+        zeroshot.imagenet21k(root)
+    (root / "classnames.txt").write_text("x\ny\n")
+    with pytest.raises(ValueError, match="ImageNet-21K.*lists 2 names but .* 3 class folders"):
+        zeroshot.imagenet21k(root)
+    with pytest.raises(ValueError, match="expected 1000"):
+        zeroshot.imagenet1k(root)
+
+
+def test_evaluation_runs_on_an_image_folder_and_above_training_resolution(tmp_path):
+    """A tiny model (random weights) evaluates an ImageFolder at its own and at twice its resolution,
+    for both attention types; the positional embedding is interpolated by open_clip's helper."""
+    from open_clip.model import resize_pos_embed
+
+    from linrepro import clip
+
+    root = _folder(tmp_path)
+    es = zeroshot.image_folder(root)
+    for att in ("softmax", "eq7"):
+        model, pre, tok = clip.create_model("tiny-S", att, score_scale="1/N")
+        sd = model.state_dict()
+        big, pre64, _ = clip.create_model("tiny-S", att, score_scale="1/N", force_image_size=64)
+        resize_pos_embed(sd, big)
+        big.load_state_dict(sd)
+        assert zeroshot.image_tokens(model) == 17 and zeroshot.image_tokens(big) == 65
+        for m, p, r in ((model, pre, 32), (big, pre64, 64)):
+            out = zeroshot.evaluate_set(m, tok, p, es, r)
+            assert out["n"] == 6 and 0.0 <= out["top1"] <= out["top5"] <= 1.0
+            assert np.asarray(out["confusion"]).sum() == 6
+
+
+def test_power_law_fit_recovers_a_known_exponent():
+    x = np.array([1e5, 4e5, 1.6e6])
+    y = 3.0 * x ** -0.37
+    f = scaling.fit_power_law(x, y)
+    assert f["b"] == pytest.approx(0.37, abs=1e-12) and f["a"] == pytest.approx(3.0, rel=1e-9)
+    with pytest.raises(ValueError, match="2 distinct sizes"):
+        scaling.fit_power_law([1.0, 1.0], [0.5, 0.4])
+    with pytest.raises(ValueError, match="positive"):
+        scaling.fit_power_law([1.0, 2.0], [0.5, 0.0])
+
+
+def _conf(n, acc, k=10):
+    """A confusion matrix with n images, round(n·acc) of them on the diagonal."""
+    right = int(round(n * acc))
+    c = np.zeros((k, k), dtype=int)
+    for i in range(right):
+        c[i % k, i % k] += 1
+    for i in range(n - right):
+        c[i % k, (i + 1) % k] += 1
+    return c.tolist()
+
+
+def test_bootstrap_interval_covers_the_truth_and_the_difference_test():
+    sizes = [1e5, 4e5, 1.6e6]
+    true_b = 0.5
+    errs = [0.4 * (s / 1e5) ** -true_b for s in sizes]
+    pts = []
+    for att, shift in (("softmax", 1.0), ("eq7", 1.3)):   # same exponent, LA's errors 30% higher
+        for s, e in zip(sizes, errs):
+            pts.append({"attention": att, "n_params_nonembed": s, "confusion": _conf(4000, 1 - e * shift),
+                        "tail_losses": [1.0]})
+    r = scaling.fit_families(pts, x_key="n_params_nonembed", metric="error", n_resamples=300)
+    for att in ("softmax", "eq7"):
+        f = r["fits"][att]
+        assert f["b_lo"] <= true_b <= f["b_hi"], f
+        assert f["b_hi"] - f["b_lo"] < 0.2
+    d = r["differences"]["eq7"]
+    assert d["intervals_overlap"] and d["diff_interval_contains_0"]
+    assert scaling.same_law_verdict({"x": r}) == "supported"
+    # a clearly different exponent is detected
+    pts2 = [dict(p) for p in pts]
+    for p in pts2:
+        if p["attention"] == "eq7":
+            p["confusion"] = _conf(4000, 1 - 0.4 * (p["n_params_nonembed"] / 1e5) ** -0.05)
+    r2 = scaling.fit_families(pts2, x_key="n_params_nonembed", metric="error", n_resamples=300)
+    assert not r2["differences"]["eq7"]["diff_interval_contains_0"]
+    assert scaling.same_law_verdict({"x": r2}) == "contradicted"
+    assert "excludes 0" in scaling.verdict_text({"x": r2})
+
+
+def test_missing_imagenet21k_file_fails_the_notebook_before_models(tmp_path):
+    """Through the real CLI: notebook 04 with an ImageNet-21K folder that has no class-names file."""
+    root = _folder(tmp_path)
+    out = tmp_path / "out"
+    fake_train = out / "smoke" / "03_clip_training" / "20000101-000000-aaaaaa"
+    fake_train.mkdir(parents=True)
+    (fake_train / "run.json").write_text(json.dumps({"status": "ok"}))
+    (fake_train / "results.json").write_text(json.dumps({"summaries": [{"model": "tiny-S", "attention": "softmax",
+                                                                        "checkpoint": "/does/not/exist.pt"}],
+                                                          "dataset": {"resolution": 32}}))
+    env = dict(os.environ, LINREPRO_OUTPUTS=str(out))
+    r = subprocess.run([sys.executable, "-m", "linrepro", "run", "04_zero_shot_eval", "--profile", "smoke",
+                        "--no-progress", "-p", f"imagenet21k_root={root}", "-p", "domains=[]"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode != 0
+    text = r.stdout + r.stderr
+    assert "ImageNet-21K needs a class-names file" in text and "classnames.txt" in text
+    (run,) = (out / "smoke" / "04_zero_shot_eval").iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert "exist.pt" not in (run / "error.txt").read_text()   # no model was loaded
