@@ -297,12 +297,9 @@ def sweep(cfg: dict, device: str | torch.device = "cpu", impls=None, progress: b
     total = sum(len(grid["la" if i[1] == "linear" else "softmax"]) for i, _ in jobs)
     bar = None
     if progress:
-        try:
-            from tqdm.auto import tqdm
+        from linrepro.runs import progress as _bar
 
-            bar = tqdm(total=total, desc="bench", unit="case")
-        except ImportError:
-            bar = None
+        bar = _bar(total, "bench", unit="case")
     out: list[Case] = []
     for (impl, method, backend, variant), mode in jobs:
         prev: list[Case] = []

@@ -46,10 +46,15 @@ class Claim:
 
 # --------------------------------------------------------------------------- evidence on disk
 def _anchor(heading: str) -> str:
-    """The id nbconvert gives a markdown heading (spaces → '-', URL-quoted)."""
-    from urllib.parse import quote
+    """The id nbconvert gives a markdown heading (its own converter, so links always match)."""
+    try:
+        from nbconvert.filters.strings import _convert_header_id
+    except ImportError:  # pragma: no cover - the same rule, should nbconvert move it
+        from urllib.parse import quote
 
-    return quote(heading.strip().replace(" ", "-"), safe="-'()·")
+        def _convert_header_id(text):
+            return quote(text.replace(" ", "-"), safe="?/:@!$&'()*+,;=")
+    return _convert_header_id(heading.strip())
 
 
 class Evidence:
@@ -124,6 +129,11 @@ def _slope_check(ev: Evidence, which: str, target: float, tol: float, label: str
     if not fits:
         return _out("inconclusive", f"no forward-time fit for {impl} in {d.name}", source=d)
     f = fits[0]
+    if f.get("slope") is None or f.get("ci_low") is None or f.get("ci_high") is None:
+        start = f"N ≥ {int(f['n_from']):,}" if f.get("n_from") else "the fit's start"
+        return _out("inconclusive", f"{label}: too few timed lengths at or above {start} to fit a slope "
+                    f"with an interval in {d.name}", source=d,
+                    link=ev.link(d, _TIMING_HEAD), reason="too few points for a slope")
     lo, hi = f["ci_low"], f["ci_high"]
     where = r.get("source", "").split(" on ")[-1].rstrip(".") or "?"
     text = (f"{label} time log-log slope {f['slope']:.2f}, 95% CI [{lo:.2f}, {hi:.2f}], {impl}, "
@@ -391,11 +401,57 @@ def summary(rows: list[dict]) -> dict:
             "seed_unverified_but_supported": sum(r["verdict"] == "supported" and not r["seed_verified"] for r in rows)}
 
 
+def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",)) -> list[dict]:
+    """Beyond the 17 claims: the seed's research question as this package's runs answer it
+    (training, scaling, resolution), each line computed by the notebook it links to."""
+    from linrepro.scaling import verdict_text
+
+    ev = Evidence(out_root, profiles)
+    rows = []
+    got = ev.run("03_clip_training")
+    if got:
+        d, r = got
+        top = r.get("digits_top1") or {}
+        if top:
+            txt = "; ".join(f"{k} {v:.3f}" for k, v in top.items())
+            rows.append({"topic": "zero-shot top-1 on digits after training (03)", "text": txt,
+                         "link": ev.link(d, "Zero-shot top-1 on each domain's held-out split")})
+    got = ev.run("05_scaling_laws")
+    if got:
+        d, r = got
+        verdict = "Verdict" + verdict_text(r["fits"]).split("Verdict", 1)[-1].replace("**", "")
+        rows.append({"topic": "same scaling law? (05)", "text": verdict.strip(),
+                     "link": ev.link(d, "The claim, as these runs answer it")})
+    got = ev.run("06_resolution_domain")
+    if got:
+        d, r = got
+        for line in r.get("conclusions", []):
+            rows.append({"topic": "domains × resolutions (06)", "text": line.lstrip("- ").replace("**", ""),
+                         "link": ev.link(d, "What the numbers say")})
+    return rows
+
+
+def _href(link: str, out_root: Path, link_base: Path) -> str:
+    import os
+
+    target, _, anchor = link.partition("#")
+    return os.path.relpath(Path(out_root) / target, link_base) + (f"#{anchor}" if anchor else "")
+
+
+def findings_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
+    import html
+
+    if not rows:
+        return "<p class=muted>No training, scaling or resolution runs yet.</p>"
+    items = [f"<li><b>{html.escape(r['topic'])}</b>: {html.escape(r['text'])} "
+             f"<a href='{html.escape(_href(r['link'], out_root, link_base))}'>report</a></li>" for r in rows]
+    return "<ul class='findings'>" + "".join(items) + "</ul>"
+
+
 def ledger_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
     """The ledger as an HTML table; report links are made relative to ``link_base`` (the folder of
     the page that shows it), so they work from the run's report and from the site alike."""
     import html
-    import os
 
     from linrepro.report import latex_to_mathml
 
@@ -403,11 +459,7 @@ def ledger_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
            "<th>evidence</th><th></th></tr>"]
     for r in rows:
         seed = f"{'✓' if r['seed_verified'] else '×'} ({r['seed_confidence']:.2f})"
-        link = ""
-        if r.get("link"):
-            target, _, anchor = r["link"].partition("#")
-            href = os.path.relpath(Path(out_root) / target, link_base) + (f"#{anchor}" if anchor else "")
-            link = f"<a href='{html.escape(href)}'>report</a>"
+        link = f"<a href='{html.escape(_href(r['link'], out_root, link_base))}'>report</a>" if r.get("link") else ""
         reason = (f"<br><i>{html.escape(r['reason'])}</i>"
                   if r.get("reason") and r["verdict"] != "supported" else "")
         out.append(f"<tr><td>{r['n']}</td><td>{latex_to_mathml(html.escape(r['claim'], quote=False))}</td><td>{seed}</td>"

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -130,6 +131,27 @@ def attention_of(model: nn.Module) -> str:
     return kinds.pop() if len(kinds) == 1 else ("softmax" if not kinds else "mixed")
 
 
+class _RandomInitFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+class _quiet_random_init:
+    """open_clip warns on every model built without pretrained weights; linrepro builds them on
+    purpose (then loads its own checkpoints), so that one warning is dropped."""
+
+    def __init__(self, kw: dict):
+        self.active = not kw.get("pretrained")
+        self.filter = _RandomInitFilter()
+
+    def __enter__(self):
+        if self.active:
+            logging.getLogger().addFilter(self.filter)
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self.filter)
+
+
 def create_model_and_transforms(name: str, attention: str = "softmax", *, score_scale: float | str = 0.5,
                                 backend: str = "auto", **kw):
     """open_clip's ``create_model_and_transforms`` plus the swap: (model, preprocess_train, preprocess_val)."""
@@ -144,7 +166,8 @@ def create_model_and_transforms(name: str, attention: str = "softmax", *, score_
 
         close = difflib.get_close_matches(name, known, n=3)
         raise ValueError(f"unknown model {name!r}; linrepro's: {model_names()}; close matches: {close}")
-    model, pre_train, pre_val = open_clip.create_model_and_transforms(name, **kw)
+    with _quiet_random_init(kw):
+        model, pre_train, pre_val = open_clip.create_model_and_transforms(name, **kw)
     swap_attention(model, attention, score_scale=score_scale, backend=backend)
     return model, pre_train, pre_val
 

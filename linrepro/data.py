@@ -750,9 +750,9 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     """A tqdm bar (a no-op when disabled); use as a context manager and call ``update(1)``."""
-    from tqdm.auto import tqdm
+    from linrepro.runs import progress
 
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled)
+    return progress(total, desc, enabled, unit="img")
 
 
 def write_csv(

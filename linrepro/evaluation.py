@@ -14,6 +14,7 @@ import numpy as np
 
 from linrepro import experiments as ex
 from linrepro import zeroshot
+from linrepro.runs import progress as progress_bar
 
 
 def eval_sets(domains: Iterable[str] = (), dataset: dict | None = None, *, limit: int | None = None,
@@ -39,17 +40,11 @@ def trained_resolution(summary: dict, dataset: dict | None) -> int:
     return int((dataset or {}).get("resolution") or 224)
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
-
-
 def evaluate_runs(summaries: list[dict], sets: list[zeroshot.EvalSet], resolution: int, *,
                   progress: bool = True) -> list[dict]:
     """One row per (model, attention, evaluation set) at ``resolution``: top-1/top-5, confusion."""
     rows = []
-    with _progress(len(summaries) * len(sets), f"zero-shot @ {resolution}px", progress) as bar:
+    with progress_bar(len(summaries) * len(sets), f"zero-shot @ {resolution}px", progress) as bar:
         for s in summaries:
             model, preprocess, tokenizer = ex.load_model(s, resolution=resolution)
             for es in sets:
@@ -74,7 +69,7 @@ def throughput_sweep(summaries: list[dict], resolutions: Iterable[int], *, batch
     """Images/s and peak memory of each model's image tower at each resolution, measured in turn."""
     resolutions = [int(r) for r in resolutions]
     rows = []
-    with _progress(len(summaries) * len(resolutions), "throughput", progress) as bar:
+    with progress_bar(len(summaries) * len(resolutions), "throughput", progress) as bar:
         for s in summaries:
             for r in resolutions:
                 model, _, _ = ex.load_model(s, resolution=r)

@@ -159,6 +159,25 @@ def _image_size_kw(extra_args) -> dict:
         if "--force-image-size" in extra else {}
 
 
+def train_variants(variants: list[dict], dataset: dict, out_dir, *, batch_size: int = 64, log=print, **kw) -> list[dict]:
+    """Extra runs under the same budget, each a dict with ``model``, ``attention`` and optionally
+    ``score_scale`` (an ablation next to the main grid, e.g. Eq. 7 with s = ½ against s = 1/N)."""
+    from linrepro.attention import check_score_scale
+
+    out = []
+    for v in variants:
+        unknown = set(v) - {"model", "attention", "score_scale"}
+        if unknown or "model" not in v or "attention" not in v:
+            raise ValueError(f"an extra run needs 'model' and 'attention' (and may set 'score_scale'); got {v!r}")
+        scale = check_score_scale(v.get("score_scale", kw.get("score_scale", 0.5)))
+        tag = str(scale).replace("/", "over")
+        s = train_and_evaluate(v["model"], v["attention"], dataset, out_dir, batch_size=batch_size,
+                               **{**kw, "score_scale": scale}, name=f"{v['model']}-{v['attention']}-s{tag}")
+        out.append(s)
+        log(describe(s) + f" (s = {scale})")
+    return out
+
+
 def load_model(summary: dict, device="cpu", resolution: int | None = None):
     """Rebuild a trained model from its summary (checkpoint, attention, score scale).
 

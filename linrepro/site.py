@@ -67,7 +67,7 @@ def latest_ledger(runs: list[dict]) -> dict | None:
 
 
 def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
-    from linrepro.claims import ledger_html
+    from linrepro.claims import findings_html, ledger_html
 
     if ledger is None:
         return ("<h2 id=ledger>Claims ledger</h2><p>No finished <code>07_claims_ledger</code> run yet: "
@@ -79,7 +79,9 @@ def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
     return (f"<h2 id=ledger>Claims ledger</h2><p>The seed report's {res['summary']['n']} claims, each checked "
             f"against this package's runs (profile {html.escape(ledger.get('profile', '?'))}, "
             f"{html.escape(ledger.get('started', '?'))}): {counts}. "
-            f"<a href=\"{html.escape(report)}\">ledger report</a></p>" + ledger_html(res["claims"], root, site_dir))
+            f"<a href=\"{html.escape(report)}\">ledger report</a></p>" + ledger_html(res["claims"], root, site_dir)
+            + "<h2 id=findings>Beyond the claims: the seed's question</h2>"
+            + findings_html(res.get("findings", []), root, site_dir))
 
 
 def build_site(out_root: Path | None = None) -> Path:

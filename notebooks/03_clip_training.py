@@ -36,7 +36,7 @@ resolution = 32  # image side the data is rendered at (the tiny models take 32 p
 n_per_domain = {"shapes": 600, "glyphs": 600}  # samples per domain before the split (unnamed: the domain's default)
 val_fraction = 0.2  # held-out share per domain
 seed = 0  # data and training seed
-epochs = 10  # training epochs per model
+epochs = 14  # training epochs per model
 batch_size = 64  # global batch size (split over nproc processes)
 batch_sizes = {}  # per-model global batch size, overriding batch_size (paper: ViT-S/B/L-16 → 64/16/4)
 lr = 0.001  # peak learning rate (cosine schedule)
@@ -46,6 +46,7 @@ score_scale: "ScoreScale" = "1/N"  # s in Eq. 7: a number, or 1/N (per query row
 train_data: "ExistingPath" = ""  # webdataset shards or CSV to train on instead of the bundled data
 train_num_samples = 0  # samples per epoch for webdataset data (required with train_data shards)
 nproc = 1  # processes (torchrun) per model; > 1 uses DDP
+extra_runs = [{"model": "tiny-S", "attention": "eq7", "score_scale": 0.5}]  # ablation runs, same budget (model, attention, score_scale)
 
 # %%
 import pandas as pd
@@ -89,6 +90,22 @@ summaries = ex.train_grid(models, attentions, dataset, out / "runs", batch_sizes
                           score_scale=score_scale, nproc=nproc)
 
 # %% [markdown]
+# ### Ablation: Eq. 7's score scale
+# The paper's scale of Eq. 7 is not known. With $s = ½$ every score lies in $[0, 1]$ but the output
+# is a *sum* over the $N$ keys, so its norm grows with $N$ (notebook 01); $s = 1/N$ makes it a mean.
+# The runs below use the same data, epochs and learning rate as the grid.
+
+# %%
+extra = ex.train_variants(extra_runs, dataset, out / "runs", batch_size=batch_size, epochs=epochs, lr=lr,
+                          warmup=warmup, precision=precision, seed=seed, score_scale=score_scale, nproc=nproc)
+if extra:
+    same = [s for s in summaries for x in extra if s["model"] == x["model"] and s["attention"] == x["attention"]]
+    ab = ex.results_frame(same + extra)
+    ab["score_scale"] = [str(s.get("score_scale")) for s in same + extra for _ in s["zero_shot"]]
+    display(ab.pivot_table(index=["model", "attention", "score_scale"], columns="domain", values="top1")
+            .style.format("{:.3f}"))
+
+# %% [markdown]
 # ## Training curves
 
 # %%
@@ -120,6 +137,6 @@ display(Markdown("Acceptance bars: softmax ≥ 0.90 and LA ≥ 0.80 on the digit
 verdict
 
 # %%
-path = save_results({"dataset": dataset, "summaries": summaries, "results": res,
+path = save_results({"dataset": dataset, "summaries": summaries, "results": res, "extra_summaries": extra,
                      "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()}}, "03_clip_training")
 print("saved", path)

@@ -38,8 +38,8 @@ n_resamples = 2000  # bootstrap resamples
 seed = 0  # bootstrap seed
 
 # %%
+import numpy as np
 import pandas as pd
-import plotly.express as px
 from IPython.display import Markdown, display
 
 from linrepro import scaling
@@ -65,6 +65,14 @@ pts
 
 # %% [markdown]
 # ## Fits
+# Compute is $6\,N_\text{params}\,T$ with $T$ the tokens processed (image patches + class token
+# + text context, times samples seen).
+
+# %%
+tokens = pts.compute / (6 * pts.n_params_nonembed)
+if np.allclose(tokens, tokens.iloc[0]):
+    display(Markdown(f"Every run processed the same {tokens.iloc[0]:.3g} tokens, so compute is proportional to "
+                     "size here: the compute fits have the same exponents as the size fits, on a shifted axis."))
 
 # %%
 results = {}

@@ -59,8 +59,17 @@ px.bar(counts, x="verdict", y="claims", color="verdict", text="claims",
 # %%
 display(HTML(claims.ledger_html(rows, outputs_root(), here)))
 
+# %% [markdown]
+# ## Beyond the 17 claims: the seed's question
+# What the training, scaling and resolution notebooks of this profile found, line by line as they
+# computed it.
+
 # %%
-path = save_results({"profiles": list(profiles), "summary": s,
+found = claims.findings(outputs_root(), profiles)
+display(HTML(claims.findings_html(found, outputs_root(), here)))
+
+# %%
+path = save_results({"profiles": list(profiles), "summary": s, "findings": found,
                      "claims": [{k: r[k] for k in ("n", "claim", "kind", "seed_verified", "seed_confidence",
                                                    "verdict", "evidence", "numbers", "reason", "link",
                                                    "source_run")} for r in rows]},

@@ -140,3 +140,29 @@ def test_missing_imagenet21k_file_fails_the_notebook_before_models(tmp_path):
     (run,) = (out / "smoke" / "04_zero_shot_eval").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert "exist.pt" not in (run / "error.txt").read_text()   # no model was loaded
+
+
+def test_extra_runs_are_checked_before_training(tmp_path):
+    from linrepro.experiments import train_variants
+
+    with pytest.raises(ValueError, match="needs 'model' and 'attention'.*'modle'"):
+        train_variants([{"modle": "tiny-S", "attention": "eq7"}], {}, tmp_path, log=lambda *_: None)
+    with pytest.raises(ValueError, match="score_scale.*'1/M'"):
+        train_variants([{"model": "tiny-S", "attention": "eq7", "score_scale": "1/M"}], {}, tmp_path)
+
+
+def test_find_run_picks_the_latest_ok_run(tmp_path, monkeypatch):
+    from linrepro.runs import find_run
+
+    monkeypatch.setenv("LINREPRO_OUTPUTS", str(tmp_path))
+    monkeypatch.delenv("LINREPRO_RUN_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"no finished 03_clip_training run.*linrepro run 03_clip_training --profile cpu"):
+        find_run("03_clip_training")
+    for rid, status in (("20260101-000000-a", "ok"), ("20260102-000000-b", "ok"), ("20260103-000000-c", "failed")):
+        d = tmp_path / "cpu" / "03_clip_training" / rid
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"status": status}))
+        (d / "results.json").write_text("{}")
+    assert find_run("03_clip_training").name == "20260102-000000-b"
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        find_run("03_clip_training", str(tmp_path))

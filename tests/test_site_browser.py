@@ -72,6 +72,7 @@ def test_site_and_every_report_render_offline(browser, smoke_outputs):
     assert len(rows) == 17
     verdicts = [r.find_element(By.CSS_SELECTOR, "td.verdict").text.split("\n")[0] for r in rows]
     assert set(verdicts) <= {"supported", "contradicted", "inconclusive", "not testable here"}
+    assert "the check failed" not in body   # a broken check shows as such; none may be broken
     browser.save_screenshot(str(SHOTS / "index.png"))
 
     reports = [a.get_attribute("href") for a in browser.find_elements(By.LINK_TEXT, "report")]
@@ -88,8 +89,16 @@ def test_site_and_every_report_render_offline(browser, smoke_outputs):
         assert n_plots > 0 and n_svg == n_plots, (href, n_plots, n_svg)
         assert not _severe(browser), (href, _severe(browser))
         checked[href.split("/")[-3]] = n_plots
+    # every evidence link lands on an existing section of its report
+    for href in {h for h in reports if "#" in h}:
+        browser.get(href)
+        found = browser.execute_script(
+            "const h = location.hash.slice(1);"
+            "return !!(document.getElementById(h) || document.getElementById(decodeURIComponent(h)));")
+        assert found, f"no section for {href}"
     browser.get(next(h for h in reports if "02_attention_timing" in h).split("#")[0])
     _wait_plots(browser)
+    browser.execute_script("document.querySelector('.js-plotly-plot').scrollIntoView()")
     browser.save_screenshot(str(SHOTS / "report-02.png"))
     (SHOTS / "checked.json").write_text(json.dumps(checked, indent=1))
     assert set(checked) >= set(notebooks), (checked, notebooks)
