@@ -12,7 +12,8 @@ triton for the Triton backend). The notebook ``02_attention_timing`` calls the s
   Median and mean over ``runs`` (fewer when a point would exceed its budget: the count used
   is recorded).
 * peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU the rise of the process's
-  peak resident set (VmHWM, reset through /proc/self/clear_refs) during one run.
+  peak resident set (VmHWM, reset through /proc/self/clear_refs, after glibc's malloc_trim so
+  reused free memory does not hide the call's allocations) during one run.
 * a case that cannot run (out of memory, over the int32 index limit of FlashAttention-2, over
   the time budget, predicted from the slope so far) is recorded as ``skipped`` with its reason.
   Nothing is extrapolated here; ``extrapolate`` in :mod:`linrepro.timing` marks its rows.
@@ -103,6 +104,17 @@ def _reset_hwm() -> bool:
         return False
 
 
+def _malloc_trim() -> None:
+    """glibc keeps freed memory for reuse; without returning it, a call that reuses it adds nothing to
+    the resident set and its peak reads as 0."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def measure_peak(fn, device: torch.device) -> int | None:
     """Peak memory one call of ``fn`` adds above what was allocated before it."""
     if device.type == "cuda":
@@ -112,6 +124,7 @@ def measure_peak(fn, device: torch.device) -> int | None:
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
+    _malloc_trim()   # give freed heap pages back, so the call's allocations show up in the RSS
     if not _reset_hwm():
         return None
     base = _rss_bytes()
