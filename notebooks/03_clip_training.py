@@ -46,7 +46,7 @@ score_scale: "ScoreScale" = "1/N"  # s in Eq. 7: a number, or 1/N (per query row
 train_data: "ExistingPath" = ""  # webdataset shards or CSV to train on instead of the bundled data
 train_num_samples = 0  # samples per epoch for webdataset data (required with train_data shards)
 nproc = 1  # processes (torchrun) per model; > 1 uses DDP
-extra_runs = [{"model": "tiny-S", "attention": "eq7", "score_scale": 0.5}, {"model": "tiny-L", "attention": "eq7", "score_scale": 0.5}]  # ablation runs, same budget (model, attention, score_scale)
+extra_runs = [{"model": "tiny-S", "attention": "eq7", "score_scale": 0.5}]  # ablation runs, same budget (model, attention, score_scale)
 
 # %%
 import pandas as pd
