@@ -21,7 +21,6 @@ triton for the Triton backend). The notebook ``02_attention_timing`` calls the s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math

@@ -142,3 +142,51 @@ def fig_confusion(rows: list[dict], model: str):
     fig.update_layout(title=f"{model}: confusion (row-normalised; the diagonal is accuracy)",
                       coloraxis={"colorscale": "Blues"}, height=280 * len(atts) + 80)
     return fig
+
+
+def domain_grid(df, value: str, domains: list[str]):
+    """domain × resolution table of ``value`` (rows in ``domains`` order)."""
+    return df.pivot_table(index="domain", columns="resolution", values=value).reindex(list(domains))
+
+
+def resolution_conclusions(df, diff, speed, trained_at: int) -> dict:
+    """The sentences of notebook 06's conclusion, each computed from the measured frames:
+    ``df`` (accuracy rows), ``diff`` (:func:`la_minus_softmax` by model/domain/resolution) and
+    ``speed`` (:func:`throughput_sweep` rows). Returns the lines and the numbers behind them."""
+    dcol = diff.columns[-1]
+    la = dcol.split()[1]
+    hi_res = int(speed.resolution.max())
+    top = speed[speed.resolution == hi_res].pivot_table(index="model", columns="attention", values="images_per_s")
+    faster = top[la] > top["softmax"]
+    by_res = diff.groupby("resolution")[dcol].mean()
+    by_dom = diff.groupby("domain")[dcol].mean()
+    lines = [
+        f"- Over all {len(diff)} model × domain × resolution cells, LA − softmax top-1 averages "
+        f"{diff[dcol].mean():+.3f} (LA ahead in {int((diff[dcol] > 0).sum())}, behind in {int((diff[dcol] < 0).sum())}).",
+        "- By resolution: " + ", ".join(f"{r} px {v:+.3f}" for r, v in by_res.items()) + ".",
+        "- By domain: " + ", ".join(f"{d} {v:+.3f}" for d, v in by_dom.items()) + ".",
+        f"- At {hi_res} px ({int(speed[speed.resolution == hi_res].tokens.iloc[0])} tokens) LA's image tower is "
+        f"faster than softmax's for {int(faster.sum())} of {len(faster)} models (ratios "
+        + ", ".join(f"{m} {top.loc[m, la] / top.loc[m, 'softmax']:.2f}×" for m in top.index) + ").",
+    ]
+    acc = df.pivot_table(index=["model", "attention"], columns="resolution", values="top1")
+    hi_eval = int(df.resolution.max())
+    change = None
+    if trained_at in acc.columns and hi_eval != trained_at:
+        change = {a: float((acc[hi_eval] - acc[trained_at]).xs(a, level="attention").mean()) for a in ("softmax", la)}
+        lines.append(f"- Going from the training resolution {trained_at} px to {hi_eval} px without fine-tuning "
+                     f"changes mean top-1 by " + ", ".join(f"{a} {v:+.3f}" for a, v in change.items()) + ".")
+    return {"lines": lines, "highest_resolution": hi_res, "images_per_s": top.reset_index(),
+            "la_faster_all_models": bool(faster.all()), "by_resolution": by_res.to_dict(),
+            "by_domain": by_dom.to_dict(), "change_from_training_resolution": change}
+
+
+def alignment_summary(df, diff) -> str:
+    """One sentence from notebook 04's table: best and worst cell, mean LA − softmax, cells LA leads."""
+    dcol = diff.columns[-1]
+    order = df.sort_values("top1")
+    worst, best = order.iloc[0], order.iloc[-1]
+    return (f"Best cell: {best.model}/{best.attention} on {best.domain}, top-1 {best.top1:.3f}. "
+            f"Worst: {worst.model}/{worst.attention} on {worst.domain}, top-1 {worst.top1:.3f}. "
+            f"Mean LA − softmax top-1 over {len(diff)} model × domain cells: {diff[dcol].mean():+.3f}; "
+            f"LA is ahead in {int((diff[dcol] > 0).sum())} of them.")

@@ -35,7 +35,6 @@ imagenet21k_root: "ExistingPath" = ""  # ImageNet-21K in class folders
 imagenet21k_classnames = ""  # its class-names file (empty: root/classnames.txt)
 
 # %%
-import pandas as pd
 import plotly.express as px
 from IPython.display import Markdown, display
 
@@ -52,7 +51,7 @@ sets = ev.eval_sets(domains, dataset, limit=limit or None,
                     imagenet21k_classnames=imagenet21k_classnames)
 res = resolution or ev.trained_resolution(summaries[0], dataset)
 display(Markdown(f"Models from `{source}`: " + ", ".join(f"{s['model']}/{s['attention']}" for s in summaries)
-                 + f". Evaluation sets: " + ", ".join(f"{e.name} ({e.n} images, {len(e.classnames)} classes)"
+                 + ". Evaluation sets: " + ", ".join(f"{e.name} ({e.n} images, {len(e.classnames)} classes)"
                                                       for e in sets) + f". Resolution {res} px."))
 
 # %% [markdown]
@@ -95,14 +94,7 @@ largest = max(summaries, key=lambda s: s.get("n_params") or 0)["model"]
 ev.fig_confusion(rows, largest).show()
 
 # %%
-worst = df.sort_values("top1").iloc[0]
-best = df.sort_values("top1").iloc[-1]
-mean_diff = diff[diff.columns[-1]].mean()
-display(Markdown(
-    f"Best cell: {best.model}/{best.attention} on {best.domain}, top-1 {best.top1:.3f}. "
-    f"Worst: {worst.model}/{worst.attention} on {worst.domain}, top-1 {worst.top1:.3f}. "
-    f"Mean LA − softmax top-1 over {len(diff)} model × domain cells: {mean_diff:+.3f}; "
-    f"LA is ahead in {(diff[diff.columns[-1]] > 0).sum()} of them."))
+display(Markdown(ev.alignment_summary(df, diff)))
 
 # %%
 path = save_results({"source_run": source, "resolution": res, "rows": rows,

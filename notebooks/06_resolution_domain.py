@@ -69,14 +69,9 @@ df = ev.frame(rows)
 diff = ev.la_minus_softmax(df, "top1", by=("model", "domain", "resolution"))
 dcol = diff.columns[-1]
 la = dcol.split()[1]
-
-
-def grid(frame, value):
-    return frame.pivot_table(index="domain", columns="resolution", values=value).reindex([e.name for e in sets])
-
-
-panels = {"softmax": grid(df[(df.model == model) & (df.attention == "softmax")], "top1"),
-          la: grid(df[(df.model == model) & (df.attention == la)], "top1")}
+names = [e.name for e in sets]
+panels = {"softmax": ev.domain_grid(df[(df.model == model) & (df.attention == "softmax")], "top1", names),
+          la: ev.domain_grid(df[(df.model == model) & (df.attention == la)], "top1", names)}
 stack = np.stack([panels["softmax"].values, panels[la].values])
 fig = px.imshow(stack, facet_col=0, text_auto=".2f", zmin=0, zmax=1, color_continuous_scale="Blues",
                 x=[str(r) for r in panels["softmax"].columns], y=list(panels["softmax"].index),
@@ -86,7 +81,7 @@ fig.for_each_annotation(lambda a: a.update(text=["softmax", la][int(a.text.split
 fig.show()
 
 # %%
-dgrid = grid(diff[diff.model == model], dcol)
+dgrid = ev.domain_grid(diff[diff.model == model], dcol, names)
 px.imshow(dgrid.values, text_auto="+.2f", color_continuous_scale="RdBu", color_continuous_midpoint=0,
           x=[str(r) for r in dgrid.columns], y=list(dgrid.index),
           labels={"x": "resolution (px)", "y": "domain", "color": "Δ top-1"},
@@ -143,34 +138,15 @@ else:
 # ## What the numbers say
 
 # %%
-cells = diff[diff.model == model]
-hi_res = max(throughput_resolutions)
-top = speed[speed.resolution == hi_res].pivot_table(index="model", columns="attention", values="images_per_s")
-faster = (top[la] > top["softmax"])
-by_res = diff.groupby("resolution")[dcol].mean()
-by_dom = diff.groupby("domain")[dcol].mean()
-trained_at = ev.trained_resolution(summaries[0], dataset)
-drop = df.pivot_table(index=["model", "attention"], columns="resolution", values="top1")
-drop = (drop[max(resolutions)] - drop[trained_at]) if trained_at in drop.columns else None
-lines = [
-    f"- Over all {len(diff)} model × domain × resolution cells, LA − softmax top-1 averages "
-    f"{diff[dcol].mean():+.3f} (LA ahead in {(diff[dcol] > 0).sum()}, behind in {(diff[dcol] < 0).sum()}).",
-    "- By resolution: " + ", ".join(f"{r} px {v:+.3f}" for r, v in by_res.items()) + ".",
-    "- By domain: " + ", ".join(f"{d} {v:+.3f}" for d, v in by_dom.items()) + ".",
-    f"- At {hi_res} px ({int(speed[speed.resolution == hi_res].tokens.iloc[0])} tokens) LA's image tower is faster "
-    f"than softmax's for {int(faster.sum())} of {len(faster)} models (ratios "
-    + ", ".join(f"{m} {top.loc[m, la] / top.loc[m, 'softmax']:.2f}×" for m in top.index) + ").",
-]
-if drop is not None:
-    lines.append(f"- Going from the training resolution {trained_at} px to {max(resolutions)} px without "
-                 f"fine-tuning changes mean top-1 by " + ", ".join(
-                     f"{a} {drop.xs(a, level='attention').mean():+.3f}" for a in ("softmax", la)) + ".")
-display(Markdown("\n".join(lines)))
+found = ev.resolution_conclusions(df, diff, speed, ev.trained_resolution(summaries[0], dataset))
+display(Markdown("\n".join(found["lines"])))
 
 # %%
 path = save_results({"source_run": source, "heatmap_model": model, "rows": rows, "la_minus_softmax": diff,
-                     "throughput": speed, "finetune": ft_rows, "conclusions": lines,
-                     "highest_resolution": {"resolution": hi_res, "images_per_s": top.reset_index(),
-                                            "la_faster_all_models": bool(faster.all())}},
+                     "throughput": speed, "finetune": ft_rows, "conclusions": found["lines"],
+                     "highest_resolution": {k: found[k] for k in ("highest_resolution", "images_per_s",
+                                                                  "la_faster_all_models")},
+                     "by_resolution": found["by_resolution"], "by_domain": found["by_domain"],
+                     "change_from_training_resolution": found["change_from_training_resolution"]},
                     "06_resolution_domain")
 print("saved", path)

@@ -166,3 +166,40 @@ def test_find_run_picks_the_latest_ok_run(tmp_path, monkeypatch):
     assert find_run("03_clip_training").name == "20260102-000000-b"
     with pytest.raises(FileNotFoundError, match="no results.json"):
         find_run("03_clip_training", str(tmp_path))
+
+
+def _frames():
+    import pandas as pd
+
+    from linrepro import evaluation as ev
+
+    rows = []
+    for m in ("tiny-S", "tiny-L"):
+        for att, base in (("softmax", 0.9), ("eq7", 0.8)):
+            for dom in ("digits", "shapes"):
+                for r in (32, 64):
+                    rows.append({"model": m, "attention": att, "domain": dom, "resolution": r,
+                                 "top1": base - (0.2 if r == 64 else 0) - (0.1 if att == "eq7" and r == 64 else 0)})
+    df = pd.DataFrame(rows)
+    diff = ev.la_minus_softmax(df, "top1", by=("model", "domain", "resolution"))
+    speed = pd.DataFrame([{"model": m, "attention": a, "resolution": 256, "tokens": 1025,
+                           "images_per_s": ips} for m in ("tiny-S", "tiny-L")
+                          for a, ips in (("softmax", 10.0), ("eq7", 25.0))])
+    return df, diff, speed
+
+
+def test_resolution_conclusions_are_computed_from_the_frames():
+    from linrepro import evaluation as ev
+
+    df, diff, speed = _frames()
+    found = ev.resolution_conclusions(df, diff, speed, trained_at=32)
+    text = "\n".join(found["lines"])
+    # LA − softmax: −0.1 at 32 px, −0.2 at 64 px, so −0.15 overall, behind in all 8 cells
+    assert "averages -0.150 (LA ahead in 0, behind in 8)" in text
+    assert "32 px -0.100, 64 px -0.200" in text
+    assert "faster than softmax's for 2 of 2 models" in text and "2.50×" in text
+    assert found["la_faster_all_models"] and found["change_from_training_resolution"] == pytest.approx(
+        {"softmax": -0.2, "eq7": -0.3})
+    grid = ev.domain_grid(df[(df.model == "tiny-S") & (df.attention == "eq7")], "top1", ["shapes", "digits"])
+    assert list(grid.index) == ["shapes", "digits"] and grid.loc["digits", 64] == pytest.approx(0.5)
+    assert "Mean LA − softmax top-1 over 8 model × domain cells: -0.150" in ev.alignment_summary(df, diff)
