@@ -20,7 +20,6 @@ Each verdict carries its numbers, the run it read and a link to the report secti
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +27,7 @@ from typing import Callable
 import yaml
 
 from linrepro import project
+from linrepro.runs import finished_runs, load_results
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not testable here")
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700",
@@ -71,18 +71,10 @@ class Evidence:
         if key not in self._cache:
             self._cache[key] = None
             for prof in key[1]:
-                found = []
-                for base in (self.root / "reference" / prof / notebook, self.root / prof / notebook):
-                    for d in sorted(base.iterdir()) if base.is_dir() else []:
-                        try:
-                            ok = json.loads((d / "run.json").read_text()).get("status") == "ok"
-                            res = json.loads((d / "results.json").read_text())
-                        except (OSError, ValueError):
-                            continue
-                        if ok:
-                            found.append((d, res))
+                found = [d for base in (self.root / "reference" / prof / notebook, self.root / prof / notebook)
+                         for d in finished_runs(base)]
                 if found:
-                    self._cache[key] = found[-1]
+                    self._cache[key] = (found[-1], load_results(found[-1]))
                     break
         return self._cache[key]
 

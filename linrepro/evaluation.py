@@ -99,6 +99,20 @@ def finetune_at_resolution(summary: dict, dataset: dict, resolution: int, out_di
         extra_args=["--pretrained", d["checkpoint"], "--force-image-size", str(resolution)], quiet=quiet)
 
 
+def finetune_and_compare(summaries: list[dict], dataset: dict, df, sets: list[zeroshot.EvalSet], resolution: int,
+                         out_dir, *, epochs: int = 1, lr: float = 1e-4):
+    """Fine-tune each run at ``resolution`` and evaluate it there; returns the new rows and a table
+    of top-1 with the interpolated positional embedding (from ``df``) against fine-tuned."""
+    tuned = [finetune_at_resolution(s, dataset, resolution, out_dir, epochs=epochs, lr=lr) for s in summaries]
+    rows = evaluate_runs(tuned, sets, resolution)
+    models = {s["model"] for s in summaries}
+    before = df[df.model.isin(models) & (df.resolution == resolution)][["model", "attention", "domain", "top1"]]
+    after = frame(rows)[["model", "attention", "domain", "top1"]]
+    cmp = before.merge(after, on=["model", "attention", "domain"], suffixes=(" interpolated", " fine-tuned"),
+                       how="right")
+    return rows, cmp
+
+
 # --------------------------------------------------------------------------- tables
 def frame(rows: list[dict]):
     import pandas as pd

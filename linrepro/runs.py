@@ -93,6 +93,20 @@ def current_profile(default: str = "cpu") -> str:
     return os.environ.get("LINREPRO_PROFILE") or default
 
 
+def finished_runs(parent: Path) -> list[Path]:
+    """Run folders under ``parent`` whose run.json says ``ok`` and that have a results.json, oldest
+    first (run ids start with a timestamp)."""
+    done = []
+    for d in sorted(Path(parent).iterdir()) if Path(parent).is_dir() else []:
+        try:
+            ok = json.loads((d / "run.json").read_text()).get("status") == "ok"
+        except (OSError, ValueError):
+            ok = False
+        if ok and (d / "results.json").is_file():
+            done.append(d)
+    return done
+
+
 def find_run(notebook: str, run: str | None = None, profile: str | None = None) -> Path:
     """A finished run folder of ``notebook``: ``run`` if given (a path), else the latest one with
     status ``ok`` under ``outputs/<profile>/<notebook>/`` (profile: this run's, else ``cpu``)."""
@@ -104,19 +118,12 @@ def find_run(notebook: str, run: str | None = None, profile: str | None = None) 
         return p
     profile = profile or current_profile()
     parent = outputs_root() / profile / notebook
-    done = []
-    for d in sorted(parent.iterdir()) if parent.is_dir() else []:
-        try:
-            ok = json.loads((d / "run.json").read_text()).get("status") == "ok"
-        except (OSError, ValueError):
-            ok = False
-        if ok and (d / "results.json").is_file():
-            done.append(d)
+    done = finished_runs(parent)
     if not done:
         raise FileNotFoundError(
             f"no finished {notebook} run under {parent}. Run `linrepro run {notebook} --profile {profile}` "
             f"first, or pass the folder of one as a parameter.")
-    return done[-1]   # run ids start with a timestamp, so the last sorted is the latest
+    return done[-1]
 
 
 def load_results(run: Path) -> dict:

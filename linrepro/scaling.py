@@ -127,6 +127,13 @@ def fit_families(points: list[dict], *, x_key: str, metric: str, n_resamples: in
     return {"metric": metric, "x": x_key, "fits": fits, "differences": diffs}
 
 
+def fit_all(points: list[dict], *, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Every fit of notebook 05: {error, loss} against {size, compute}, keyed "<metric> vs <x>"."""
+    return {f"{metric} vs {x_key}": fit_families(points, x_key=x_key, metric=metric, n_resamples=n_resamples,
+                                                  seed=seed)
+            for metric in ("error", "loss") for x_key in ("n_params_nonembed", "compute")}
+
+
 def fig_fit(result: dict, title: str):
     """Points and fitted lines on log-log axes, one colour per attention, exponents in the legend."""
     import plotly.graph_objects as go

@@ -75,12 +75,9 @@ if np.allclose(tokens, tokens.iloc[0]):
                      "size here: the compute fits have the same exponents as the size fits, on a shifted axis."))
 
 # %%
-results = {}
-for metric in ("error", "loss"):
-    for x_key in ("n_params_nonembed", "compute"):
-        r = scaling.fit_families(points, x_key=x_key, metric=metric, n_resamples=n_resamples, seed=seed)
-        results[f"{metric} vs {x_key}"] = r
-        scaling.fig_fit(r, f"{metric} vs {x_key}").show()
+results = scaling.fit_all(points, n_resamples=n_resamples, seed=seed)
+for name, r in results.items():
+    scaling.fig_fit(r, name).show()
 
 # %%
 table = scaling.exponent_table(results)

@@ -117,17 +117,10 @@ ratio.style.format("{:.2f}")
 # ## Fine-tuning at a new resolution (optional)
 
 # %%
-finetuned = []
 if finetune_resolution:
-    pair = [s for s in summaries if s["model"] == model]
-    for s in pair:
-        ft = ev.finetune_at_resolution(s, dataset, finetune_resolution, run_dir("06_resolution_domain") / "finetune",
-                                       epochs=finetune_epochs, lr=finetune_lr)
-        finetuned.append(ft)
-    ft_rows = ev.evaluate_runs(finetuned, sets, finetune_resolution)
-    before = df[(df.model == model) & (df.resolution == finetune_resolution)][["attention", "domain", "top1"]]
-    after = ev.frame(ft_rows)[["attention", "domain", "top1"]]
-    cmp = before.merge(after, on=["attention", "domain"], suffixes=(" interpolated", " fine-tuned"), how="right")
+    ft_rows, cmp = ev.finetune_and_compare([s for s in summaries if s["model"] == model], dataset, df, sets,
+                                           finetune_resolution, run_dir("06_resolution_domain") / "finetune",
+                                           epochs=finetune_epochs, lr=finetune_lr)
     display(Markdown(f"{model} fine-tuned for {finetune_epochs} epoch(s) at {finetune_resolution} px:"))
     display(cmp)
 else:
