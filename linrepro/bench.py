@@ -1,32 +1,42 @@
 """Timing harness: affine LA against softmax (SDPA) over sequence length N.
 
-Runs without Jupyter: ``python -m linrepro.bench --profile cpu --out DIR`` (only torch needed,
-triton for the Triton backend). The notebook ``02_attention_timing`` calls the same functions.
+Runs without Jupyter: ``python -m linrepro.bench --profile cpu --out DIR``. It needs only torch,
+numpy, scipy, pandas and pyyaml (triton for the Triton backend), and runs from an uninstalled
+copy of the tree, as on a bare GPU image. Notebook ``02_attention_timing`` calls the same
+functions, and both read one config: ``params/<profile>/02_attention_timing.yaml`` over the
+notebook's defaults (:func:`load_config`).
 
 * implementations: ``la-<backend>-<variant>`` for each LA backend that can run here, and
   ``sdpa-<backend>`` for each SDPA backend (flash, cudnn, efficient, math), each forced with
-  ``torch.nn.attention.sdpa_kernel`` so the recorded backend is the one that ran (a backend
-  that cannot run a case raises, and the case is recorded as skipped with torch's reason).
-* modes: ``fwd`` and ``fwdbwd``.
-* GPU timing: CUDA events around each run after ``warmup`` runs; CPU: ``time.perf_counter``.
-  Median and mean over ``runs`` (fewer when a point would exceed its budget: the count used
-  is recorded).
+  ``torch.nn.attention.sdpa_kernel`` so the recorded backend is the one that ran.
+* modes: ``fwd`` and ``fwdbwd``. Inputs are drawn on the device, once per N, and shared by every
+  implementation at that N.
+* GPU timing: after ``warmup`` calls, groups of calls issued back to back between two CUDA
+  events, so the host's per-call Python overlaps the kernels and is not timed; the per-call time
+  of each group is one sample. CPU: ``time.perf_counter`` around each call (the host is the
+  device). Median and mean over the samples; the number of calls timed is recorded.
 * peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU the rise of the process's
   peak resident set (VmHWM, reset through /proc/self/clear_refs, after glibc's malloc_trim so
   reused free memory does not hide the call's allocations) during one run.
-* a case that cannot run (out of memory, over the int32 index limit of FlashAttention-2, over
-  the time budget, predicted from the slope so far) is recorded as ``skipped`` with its reason.
-  Nothing is extrapolated here; ``extrapolate`` in :mod:`linrepro.timing` marks its rows.
+* a case that cannot run is ``skipped`` with its reason (out of memory, over the int32 index
+  limit of FlashAttention-2, over the time budget predicted from the slope so far, an SDPA
+  backend that refuses the shape); a case that raises anything else is ``failed`` with the
+  exception, and the sweep goes on. ``bench.json`` is rewritten after every case, so a crash or
+  a kill keeps what was measured. Nothing is extrapolated here.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
+import os
+import signal
 import statistics
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,16 +46,7 @@ from linrepro import provenance
 
 SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
 INT32_LIMIT = 2 ** 31
-
-PROFILES = {
-    # name: sweep settings. N grid is 2**lo .. 2**hi.
-    "smoke": dict(batch=1, heads=2, head_dim=32, dtype="float32", la_log2=(8, 12), softmax_log2=(8, 11),
-                  warmup=1, runs=3, budget_s=5.0, modes=("fwd", "fwdbwd"), variants=("eq4", "eq7")),
-    "cpu": dict(batch=1, heads=4, head_dim=64, dtype="float32", la_log2=(10, 18), softmax_log2=(10, 15),
-                warmup=2, runs=5, budget_s=60.0, modes=("fwd", "fwdbwd"), variants=("eq4", "eq7")),
-    "h200": dict(batch=4, heads=8, head_dim=64, dtype="bfloat16", la_log2=(10, 22), softmax_log2=(10, 22),
-                 warmup=100, runs=1000, budget_s=60.0, modes=("fwd", "fwdbwd"), variants=("eq4", "eq7")),
-}
+NOTEBOOK = "02_attention_timing"
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Case:
     head_dim: int
     dtype: str
     device: str
-    status: str = "ok"   # ok | skipped
+    status: str = "ok"   # ok | skipped | failed
     reason: str | None = None
     runs: int = 0
     warmup: int = 0
@@ -71,6 +72,46 @@ class Case:
     peak_mem_bytes: int | None = None
     io_bytes: int | None = None
     extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- config
+def config_from_params(batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs, budget_s,
+                       modes, variants, fit_from_n=None) -> dict:
+    """The sweep settings, checked: the notebook's parameters and the CLI both build them here."""
+    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+        raise ValueError(f"dtype {dtype!r} is not a torch dtype; use float32, float16 or bfloat16")
+    for name, rng in (("la_log2", la_log2), ("softmax_log2", softmax_log2)):
+        if len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0:
+            raise ValueError(f"{name} must be [lo, hi] with 0 ≤ lo ≤ hi, got {rng!r}")
+    for name, val in (("batch", batch), ("heads", heads), ("head_dim", head_dim), ("runs", runs)):
+        if not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer ≥ 0, got {warmup!r}")
+    if not budget_s > 0:
+        raise ValueError(f"budget_s must be positive, got {budget_s!r}")
+    bad = [m for m in modes if m not in ("fwd", "fwdbwd")]
+    if bad:
+        raise ValueError(f"modes must be fwd and/or fwdbwd, got {bad}")
+    fit = dict(fit_from_n or {})
+    bad = [k for k in fit if k not in ("linear", "softmax")]
+    if bad:
+        raise ValueError(f"fit_from_n keys must be 'linear' and/or 'softmax', got {bad}")
+    return dict(batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, la_log2=tuple(la_log2),
+                softmax_log2=tuple(softmax_log2), warmup=warmup, runs=runs, budget_s=float(budget_s),
+                modes=tuple(modes), variants=tuple(variants), fit_from_n=fit)
+
+
+def load_config(profile: str, overrides: dict | None = None) -> tuple[dict, dict]:
+    """(sweep config, all parameters) of notebook 02 for ``profile``: the notebook's defaults,
+    then ``params/<profile>/02_attention_timing.yaml``, then ``overrides``, validated as a run
+    validates them. The one source of the timing grid for the CLI and the notebook."""
+    from linrepro import params, project
+
+    values = params.resolve(project.notebooks_dir() / f"{NOTEBOOK}.py", profile, overrides or {})
+    keys = ("batch", "heads", "head_dim", "dtype", "la_log2", "softmax_log2", "warmup", "runs", "budget_s",
+            "modes", "variants", "fit_from_n")
+    return config_from_params(**{k: values[k] for k in keys}), values
 
 
 # --------------------------------------------------------------------------- memory
@@ -139,39 +180,58 @@ def _sync(device):
 
 
 def time_fn(fn, device: torch.device, warmup: int, runs: int, budget_s: float) -> tuple[list[float], int]:
-    """Per-run seconds after ``warmup`` runs; stops early (recording how many ran) past the budget."""
+    """Per-call seconds after ``warmup`` calls, and the number of calls timed; stops early past the
+    budget. CPU: one sample per call. GPU: calls back to back between two CUDA events in up to
+    ``GPU_GROUPS`` groups; one sample (elapsed / calls) per group, so host overhead is hidden
+    wherever the kernels take longer to run than to launch."""
     t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
         if time.perf_counter() - t0 > budget_s / 2:
             break
     _sync(device)
+    if device.type == "cuda":
+        return _time_cuda(fn, runs, budget_s)
     times: list[float] = []
     start = time.perf_counter()
     for _ in range(runs):
-        if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        if times and time.perf_counter() - start > budget_s:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        if time.perf_counter() - start > budget_s:
             break
     return times, len(times)
 
 
+GPU_GROUPS = 10
+
+
+def _time_cuda(fn, runs: int, budget_s: float) -> tuple[list[float], int]:
+    def group(m: int) -> float:
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(m):
+            fn()
+        b.record()
+        b.synchronize()
+        return a.elapsed_time(b) / 1e3 / m
+
+    first = group(1)                                  # a probe, to size the groups to the budget
+    affordable = max(1, int(0.9 * budget_s / max(first, 1e-7)))
+    total = max(1, min(runs, affordable))
+    groups = min(GPU_GROUPS, total)
+    per = total // groups
+    samples = [group(per) for _ in range(groups)]
+    return samples, per * groups
+
+
 # --------------------------------------------------------------------------- cases
-def _make(n, cfg, device, requires_grad):
+def make_inputs(n: int, cfg: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of (B, H, n, D), drawn on the device in the benchmark's dtype (seeded by n)."""
     dtype = getattr(torch, cfg["dtype"])
-    g = torch.Generator(device="cpu").manual_seed(n)
+    g = torch.Generator(device=device).manual_seed(n)
     shape = (cfg["batch"], cfg["heads"], n, cfg["head_dim"])
-    return [torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
-            .requires_grad_(requires_grad) for _ in range(3)]
+    return tuple(torch.randn(shape, generator=g, device=device, dtype=dtype) for _ in range(3))  # type: ignore[return-value]
 
 
 def _la_fn(backend, variant):
@@ -194,9 +254,11 @@ def _sdpa_fn(backend):
     return fn
 
 
-def available_la_backends(device: torch.device) -> list[str]:
+def available_la_backends(device: torch.device, interpreted: bool = False) -> list[str]:
+    """LA backends that run on ``device``; ``interpreted``: also Triton on CPU when
+    TRITON_INTERPRET is set (a rehearsal of the GPU sweep, far too slow to time anything)."""
     out = ["torch"]
-    if device.type == "cuda":
+    if device.type == "cuda" or (interpreted and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")):
         try:
             import triton  # noqa: F401
 
@@ -206,14 +268,14 @@ def available_la_backends(device: torch.device) -> list[str]:
     return out
 
 
-def implementations(device: torch.device, variants) -> list[tuple[str, str, str, str | None]]:
-    impls = [(f"la-{b}-{v}", "linear", b, v) for b in available_la_backends(device) for v in variants]
+def implementations(device: torch.device, variants, interpreted: bool = False) -> list[tuple[str, str, str, str | None]]:
+    impls = [(f"la-{b}-{v}", "linear", b, v) for b in available_la_backends(device, interpreted) for v in variants]
     sd = SDPA_BACKENDS if device.type == "cuda" else ("flash", "math")
     impls += [(f"sdpa-{b}", "softmax", b, None) for b in sd]
     return impls
 
 
-def _io_bytes(method, n, cfg, mode) -> int:
+def _io_bytes(n, cfg, mode) -> int:
     """Bytes that must cross memory at least once: q, k, v read and o written (fwd);
     bwd adds do read, dq/dk/dv written and q, k, v, o read again."""
     el = torch.finfo(getattr(torch, cfg["dtype"])).bits // 8
@@ -237,9 +299,23 @@ def _cpu_softmax_mem_guard(backend, n, cfg) -> str | None:
     return None
 
 
-def run_case(impl, method, backend, variant, mode, n, cfg, device) -> Case:
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    msg = str(e).strip().splitlines()
+    return (msg[0] if msg else type(e).__name__)[:limit]
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return type(e).__name__ == "OutOfResources" or "out of memory" in str(e).lower()
+
+
+def run_case(impl, method, backend, variant, mode, n, cfg, device, inputs=None) -> Case:
+    """One (implementation, mode, N). Never raises for a case: an out-of-memory or a backend that
+    refuses the shape is ``skipped``, anything else ``failed``, each with its reason."""
+    device = torch.device(device)
     c = Case(impl, method, backend, variant, mode, n, cfg["batch"], cfg["heads"], cfg["head_dim"],
-             cfg["dtype"], str(device), warmup=cfg["warmup"], io_bytes=_io_bytes(method, n, cfg, mode))
+             cfg["dtype"], str(device), warmup=cfg["warmup"], io_bytes=_io_bytes(n, cfg, mode))
     numel = cfg["batch"] * cfg["heads"] * n * cfg["head_dim"]
     if method == "softmax" and backend in ("flash", "efficient") and device.type == "cuda" and numel >= INT32_LIMIT:
         c.status, c.reason = "skipped", f"B·H·N·D = {numel:,} ≥ 2^31: FlashAttention-style int32 indexing may overflow"
@@ -249,15 +325,18 @@ def run_case(impl, method, backend, variant, mode, n, cfg, device) -> Case:
         if guard:
             c.status, c.reason = "skipped", guard
             return c
-    fn = _la_fn(backend, variant) if method == "linear" else _sdpa_fn(backend)
     try:
-        q, k, v = _make(n, cfg, device, requires_grad=(mode == "fwdbwd"))
+        fn = _la_fn(backend, variant) if method == "linear" else _sdpa_fn(backend)
+        base = inputs if inputs is not None else make_inputs(n, cfg, device)
         if mode == "fwd":
+            q, k, v = base
+
             def call():
                 with torch.no_grad():
                     return fn(q, k, v)
         else:
-            go = torch.randn_like(q[..., : v.shape[-1]])
+            q, k, v = (t.detach().requires_grad_(True) for t in base)
+            go = torch.ones_like(base[2])
 
             def call():
                 o = fn(q, k, v)
@@ -265,12 +344,18 @@ def run_case(impl, method, backend, variant, mode, n, cfg, device) -> Case:
         times, used = time_fn(call, device, cfg["warmup"], cfg["runs"], cfg["budget_s"])
         c.runs = used
         c.median_s, c.mean_s, c.min_s = statistics.median(times), statistics.fmean(times), min(times)
+        c.extra["timer"] = "cuda-events, calls back to back" if device.type == "cuda" else "perf_counter per call"
         c.peak_mem_bytes = measure_peak(call, device)
-    except torch.cuda.OutOfMemoryError as e:  # type: ignore[attr-defined]
-        c.status, c.reason = "skipped", f"out of memory: {str(e).splitlines()[0][:200]}"
-    except RuntimeError as e:
-        msg = str(e).strip().splitlines()
-        c.status, c.reason = "skipped", f"{backend} cannot run this case: {(msg[0] if msg else type(e).__name__)[:300]}"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # a case never ends the sweep: record it and go on
+        if _is_oom(e):
+            c.status, c.reason = "skipped", f"out of memory: {_first_line(e, 200)}"
+        elif method == "softmax" and isinstance(e, RuntimeError):
+            c.status, c.reason = "skipped", f"{backend} cannot run this case: {_first_line(e)}"
+        else:
+            c.status, c.reason = "failed", f"{type(e).__name__}: {_first_line(e)}"
+            c.extra["traceback"] = traceback.format_exc(limit=8)[-4000:]
     finally:
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -293,44 +378,65 @@ def _predicted_too_slow(prev: list[Case], n: int, cfg) -> str | None:
     return None
 
 
-def sweep(cfg: dict, device: str | torch.device = "cpu", impls=None, progress: bool | None = None,
-          log=print) -> list[Case]:
-    """Every implementation × mode × N. ``progress=None``: a bar unless inside a linrepro run
-    (there papermill shows per-cell progress and a bar would only fill the report)."""
-    import os
+def grid(cfg: dict) -> dict[str, list[int]]:
+    """The N of each method ("linear", "softmax") in this config."""
+    return {m: [2 ** e for e in range(cfg[f"{k}_log2"][0], cfg[f"{k}_log2"][1] + 1)]
+            for m, k in (("linear", "la"), ("softmax", "softmax"))}
 
+
+def sweep(cfg: dict, device: str | torch.device = "cpu", impls=None, progress: bool | None = None,
+          on_case=None) -> list[Case]:
+    """Every implementation × mode × N, N by N: one set of inputs per N, shared by every case at
+    that N. ``on_case(cases_so_far)`` is called after each case (the CLI writes bench.json there).
+    ``progress=None``: a bar unless inside a linrepro run (there the report shows cells, not bars)."""
     if progress is None:
         progress = not os.environ.get("LINREPRO_RUN_DIR")
     device = torch.device(device)
     impls = impls or implementations(device, cfg["variants"])
-    grid = {m: [2 ** e for e in range(cfg[f"{m}_log2"][0], cfg[f"{m}_log2"][1] + 1)]
-            for m in ("la", "softmax")}
+    ns = grid(cfg)
     jobs = [(i, mode) for i in impls for mode in cfg["modes"]]
-    total = sum(len(grid["la" if i[1] == "linear" else "softmax"]) for i, _ in jobs)
+    total = sum(len(ns[i[1]]) for i, _ in jobs)
     bar = None
     if progress:
-        from linrepro.runs import progress as _bar
+        from tqdm.auto import tqdm
 
-        bar = _bar(total, "bench", unit="case")
+        bar = tqdm(total=total, desc="bench", unit="case", file=sys.stderr)
+    prev: dict[tuple, list[Case]] = {job_key: [] for job_key in ((i[0], m) for i, m in jobs)}
+    stop: dict[tuple, str | None] = dict.fromkeys(prev)
     out: list[Case] = []
-    for (impl, method, backend, variant), mode in jobs:
-        prev: list[Case] = []
-        stop_reason = None
-        for n in grid["la" if method == "linear" else "softmax"]:
-            if stop_reason is None:
-                stop_reason = _predicted_too_slow(prev, n, cfg)
-            if stop_reason:
+    for n in sorted(set(ns["linear"]) | set(ns["softmax"])):
+        inputs = None
+        for (impl, method, backend, variant), mode in jobs:
+            if n not in ns[method]:
+                continue
+            key = (impl, mode)
+            if stop[key] is None:
+                stop[key] = _predicted_too_slow(prev[key], n, cfg)
+            if stop[key]:
                 c = Case(impl, method, backend, variant, mode, n, cfg["batch"], cfg["heads"], cfg["head_dim"],
-                         cfg["dtype"], str(device), status="skipped", reason=stop_reason)
+                         cfg["dtype"], str(device), status="skipped", reason=stop[key])
             else:
-                c = run_case(impl, method, backend, variant, mode, n, cfg, device)
+                if inputs is None:
+                    try:
+                        inputs = make_inputs(n, cfg, device)
+                    except Exception as e:  # noqa: BLE001 - run_case records it per case
+                        inputs = e
+                if isinstance(inputs, Exception):
+                    c = Case(impl, method, backend, variant, mode, n, cfg["batch"], cfg["heads"], cfg["head_dim"],
+                             cfg["dtype"], str(device), status="skipped" if _is_oom(inputs) else "failed",
+                             reason=f"inputs: {type(inputs).__name__}: {_first_line(inputs)}")
+                else:
+                    c = run_case(impl, method, backend, variant, mode, n, cfg, device, inputs)
                 if c.status == "skipped" and c.reason and "out of memory" in c.reason:
-                    stop_reason = f"a smaller N ran out of memory ({c.reason[:80]})"
-            prev.append(c)
+                    stop[key] = f"a smaller N ran out of memory ({c.reason[:80]})"
+            prev[key].append(c)
             out.append(c)
+            if on_case is not None:
+                on_case(out)
             if bar is not None:
                 bar.set_postfix_str(f"{impl} {mode} N={n}")
                 bar.update(1)
+        del inputs
     if bar is not None:
         bar.close()
     return out
@@ -347,19 +453,18 @@ def copy_bandwidth(device: torch.device, nbytes: int = 2 ** 30, runs: int = 20) 
 
 
 # --------------------------------------------------------------------------- output
-def write(cases: list[Case], out_dir: Path, cfg: dict, extra: dict | None = None) -> dict:
+def write(cases: list[Case], out_dir: Path, cfg: dict, extra: dict | None = None, prov: dict | None = None) -> dict:
     """bench.json (provenance, config, cases) and bench.csv, each written atomically."""
     from linrepro.runs import atomic_write_text, write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"provenance": provenance.collect(), "config": cfg, "cases": [asdict(c) for c in cases], **(extra or {})}
+    doc = {"provenance": dict(prov or provenance.collect()), "config": cfg, "cases": [asdict(c) for c in cases],
+           **(extra or {})}
     doc["provenance"]["sdpa_note"] = "each sdpa case forces one backend with torch.nn.attention.sdpa_kernel"
     write_json(out_dir / "bench.json", doc)
     rows = [asdict(c) for c in cases]
     if rows:
-        import io
-
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=[k for k in rows[0] if k != "extra"])
         w.writeheader()
@@ -376,14 +481,86 @@ def load(path: Path) -> dict:
         p = p / "bench.json"
     if not p.exists():
         raise FileNotFoundError(f"no bench.json at {path}")
-    return json.loads(p.read_text())
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise ValueError(f"{p}: not a readable bench.json ({e})") from None
+
+
+def measure(cfg: dict, device: str | torch.device, out_dir, impls=None, progress: bool | None = None,
+            bandwidth: bool = True) -> dict:
+    """The sweep, with bench.json rewritten after every case (a kill keeps what was measured) and
+    the copy bandwidth measured at the end; returns the bench document."""
+    device = torch.device(device)
+    prov = provenance.collect()
+    state = {"status": "running"}
+    cases = sweep(cfg, device, impls, progress,
+                  on_case=lambda so_far: write(so_far, out_dir, cfg, {"sweep": state}, prov))
+    state["status"] = "complete"
+    bw = copy_bandwidth(device) if bandwidth else None
+    return write(cases, out_dir, cfg, {"sweep": state, "copy_bandwidth_Bps": bw}, prov)
+
+
+def measure_or_load(cfg: dict, reference_dir: str, device: str, out_dir) -> tuple[dict, str]:
+    """Either load a recorded ``bench.json`` (e.g. outputs/reference/h200/…) or measure now.
+
+    Returns the bench document and a sentence saying which it is, for the report.
+    """
+    from linrepro import project
+
+    if reference_dir:
+        p = Path(reference_dir)
+        p = p if p.is_absolute() else project.root() / p
+        doc = load(p)
+        return doc, (f"**Recorded run**, loaded from `{reference_dir}`: measured on {device_name(doc)} on "
+                     f"{doc['provenance']['date']} (commit {str(doc['provenance']['git'].get('commit'))[:10]}). "
+                     "Not measured in this run.")
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA device")
+    doc = measure(cfg, dev, out_dir)
+    return doc, f"**Measured in this run** on {device_name(doc)} ({dev.type}), {doc['provenance']['date']}."
+
+
+def device_name(doc: dict) -> str:
+    dev = doc["provenance"]["device"]
+    return (dev.get("cuda") or {}).get("name") or dev.get("cpu") or "?"
+
+
+def record_run(doc: dict, source: str, run_dir: Path, profile: str, params: dict) -> Path:
+    """Make ``run_dir`` a finished 02_attention_timing run, as the ledger reads one
+    (``outputs/reference/<profile>/02_attention_timing/<run>/``): results.json from
+    :func:`linrepro.timing.analyse`, run.json, params.yaml and provenance.json beside bench.json.
+    No report.html: replay it with ``linrepro run 02 -p reference_dir=<run_dir>``."""
+    import yaml
+
+    from linrepro import timing
+    from linrepro.runs import atomic_write_text, write_json
+
+    run_dir = Path(run_dir)
+    res = timing.analyse(doc, source, recorded=False)
+    write_json(run_dir / "results.json", res)
+    write_json(run_dir / "provenance.json", doc["provenance"])
+    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    write_json(run_dir / "run.json", {"notebook": NOTEBOOK, "profile": profile, "status": "ok",
+                                      "created_by": "python -m linrepro.bench --record",
+                                      "finished": provenance.now_utc(), "report": None,
+                                      "sweep": (doc.get("sweep") or {}).get("status", "complete")})
+    return run_dir
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None) -> int:
+    from linrepro import params as _params
+
     ap = argparse.ArgumentParser(prog="python -m linrepro.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)}")
+    ap.add_argument("--profile", default="cpu",
+                    help="a profile folder under params/ (reads params/<profile>/02_attention_timing.yaml)")
     ap.add_argument("--out", required=True, help="folder for bench.json and bench.csv")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: the profile's; auto = cuda if available)")
     ap.add_argument("--la-log2", type=int, nargs=2, metavar=("LO", "HI"), help="LA N grid 2^LO..2^HI")
     ap.add_argument("--softmax-log2", type=int, nargs=2, metavar=("LO", "HI"))
     ap.add_argument("--warmup", type=int)
@@ -391,44 +568,53 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float)
     ap.add_argument("--modes", nargs="+", choices=["fwd", "fwdbwd"])
     ap.add_argument("--impls", nargs="+", help="subset of implementation names, e.g. la-torch-eq7 sdpa-flash")
+    ap.add_argument("--record", action="store_true",
+                    help="also write results.json and run.json, so --out is a finished 02 run the ledger reads")
     a = ap.parse_args(argv)
-    if a.profile not in PROFILES:
-        print(f"unknown bench profile {a.profile!r}; expected one of {', '.join(PROFILES)}", file=sys.stderr)
+    over = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in (
+        ("la_log2", a.la_log2), ("softmax_log2", a.softmax_log2), ("warmup", a.warmup), ("runs", a.runs),
+        ("budget_s", a.budget_s), ("modes", a.modes)) if v is not None}
+    try:
+        cfg, values = load_config(a.profile, over)
+    except (_params.ParamError, ValueError, FileNotFoundError) as e:
+        print(f"bench: {e}", file=sys.stderr)
         return 2
-    cfg = dict(PROFILES[a.profile])
-    for key in ("la_log2", "softmax_log2", "warmup", "runs", "budget_s", "modes"):
-        val = getattr(a, key)
-        if val is not None:
-            cfg[key] = tuple(val) if isinstance(val, list) else val
-    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    want = a.device or values.get("device") or "auto"
+    device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else
+                          ("cpu" if want == "auto" else want))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench: device cuda was asked for but torch sees no CUDA device", file=sys.stderr)
+        return 2
     impls = implementations(device, cfg["variants"])
-    if a.impls:
-        names = {i[0] for i in impls}
+    if a.impls:   # named on purpose: Triton under the interpreter may be asked for on CPU
+        allowed = implementations(device, cfg["variants"], interpreted=True)
+        names = {i[0] for i in allowed}
         bad = [x for x in a.impls if x not in names]
         if bad:
             print(f"unknown implementation(s) {bad}; available here: {sorted(names)}", file=sys.stderr)
             return 2
-        impls = [i for i in impls if i[0] in a.impls]
-    cases = sweep(cfg, device, impls)
-    bw = copy_bandwidth(device)
-    write(cases, Path(a.out), cfg, {"copy_bandwidth_Bps": bw})
+        impls = [i for i in allowed if i[0] in a.impls]
+    out = Path(a.out)
+    signal.signal(signal.SIGTERM, _interrupt)   # `timeout` sends SIGTERM: keep and record what was measured
+    try:
+        doc = measure(cfg, device, out, impls)
+    except KeyboardInterrupt:
+        if not (out / "bench.json").exists():
+            print("bench: interrupted before the first case finished; nothing to keep", file=sys.stderr)
+            return 130
+        doc = load(out)
+        doc["sweep"] = {"status": "interrupted"}
+        write([Case(**{**c, "extra": c.get("extra") or {}}) for c in doc["cases"]], out, cfg,
+              {"sweep": doc["sweep"]}, doc["provenance"])
+        print(f"bench: interrupted; {len(doc['cases'])} case(s) kept in {out / 'bench.json'}", file=sys.stderr)
     from linrepro import timing
 
-    print(timing.summary_table(cases))
-    df = timing.frame(cases)
-    fits = timing.slopes(df, n_min=None, frac=0.0)
-    if len(fits):
-        print("\nlog-log slopes over every measured N (95% interval):")
-        for r in fits.itertuples():
-            print(f"  {r.impl:<14} {r.mode:<7} {r.slope:6.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]  N = {r.n_from:,}…{r.n_to:,}")
-    la, sm = timing.fastest(df, "linear"), timing.fastest(df, "softmax")
-    if la and sm:
-        for mode in cfg["modes"]:
-            sp = timing.speedups(df, la, sm, mode)
-            if len(sp):
-                print(f"speed-up {sm}/{la} ({mode}): " + ", ".join(f"N={int(r.n):,}: {r.speedup:.1f}×" for r in sp.itertuples()))
-    print(f"wrote {Path(a.out) / 'bench.json'}")
-    return 0
+    res = timing.analyse(doc, f"**Measured** by `python -m linrepro.bench` on {device_name(doc)} ({device.type}).")
+    print(timing.report_text(doc, res))
+    if a.record:
+        record_run(doc, res["source"], out, a.profile, {**values, "device": device.type})
+    print(f"wrote {out / 'bench.json'}")
+    return 1 if res["n_failed"] else 0   # a case that raised is a defect to look at, not a skip
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,33 @@ def _read_notebook(path: Path):
     return jupytext.read(path)
 
 
+def _percent_parameters_cell(path: Path) -> str | None:
+    """The source of the cell tagged ``parameters`` in a percent-format ``.py``, read as text.
+
+    Used where jupytext is not installed (a bare GPU image running ``python -m linrepro.bench``);
+    a test checks it agrees with jupytext on every notebook."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("# %%") and re.search(r"tags\s*=\s*\[[^\]]*[\"']parameters[\"']", line):
+            body = []
+            for nxt in lines[i + 1:]:
+                if nxt.startswith("# %%"):
+                    break
+                body.append(nxt)
+            return "\n".join(body).strip("\n")
+    return None
+
+
 def parameters_source(path: Path) -> str:
+    path = Path(path)
+    if path.suffix == ".py":
+        try:
+            import jupytext  # noqa: F401
+        except ImportError:
+            src = _percent_parameters_cell(path)
+            if src is None:
+                raise ParamError(f"{path} has no cell tagged 'parameters'") from None
+            return src
     nb = _read_notebook(path)
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):

@@ -11,14 +11,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-PAPER = {
-    "la_slope": 1.0,
-    "softmax_slope": 2.0,
-    "speedup_at_4M": 1e3,
-    "n_4M": 4_194_304,
-}
-
-
 def frame(cases) -> pd.DataFrame:
     rows = [asdict(c) if is_dataclass(c) else dict(c) for c in cases]
     df = pd.DataFrame(rows)
@@ -140,6 +132,8 @@ def claims_table(df: pd.DataFrame, fits: pd.DataFrame, la_impl: str | None, sm_i
         if f.empty:
             return None, "not measured"
         r = f.iloc[0]
+        if not np.isfinite(r.slope):
+            return None, f"too few timed lengths in the fitted range ({int(r.n_points)} point(s); 3 needed)"
         return r.slope, f"{r.slope:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] over N = {r.n_from:,}…{r.n_to:,}"
 
     la_s, la_txt = slope_of(la_impl)
@@ -160,53 +154,54 @@ def claims_table(df: pd.DataFrame, fits: pd.DataFrame, la_impl: str | None, sm_i
     ])
 
 
-# --------------------------------------------------------------------------- run or load
-def config_from_params(batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs, budget_s,
-                       modes, variants) -> dict:
-    import torch
+# --------------------------------------------------------------------------- one analysis
+def analyse(doc: dict, source: str, recorded: bool = False) -> dict:
+    """Everything notebook 02 reports from a bench document, as its ``results.json`` holds it:
+    slopes over the config's ``fit_from_n`` range, the fastest LA and softmax, their speed-up,
+    the claims table and counts. The bench CLI (``--record``) and the notebook both call this."""
+    df = frame(doc["cases"])
+    cfg = doc.get("config", {})
+    fits = slopes(df, n_min=cfg.get("fit_from_n") or None) if "status" in df else pd.DataFrame()
+    la_best, sm_best = (fastest(df, "linear"), fastest(df, "softmax")) if len(fits) else (None, None)
+    sp = speedups(df, la_best, sm_best) if la_best and sm_best else pd.DataFrame(columns=["n", "speedup"])
+    at = sp[sp.n == 16384] if len(sp) else sp
+    return {
+        "source": source, "recorded": recorded, "config": cfg, "provenance": doc.get("provenance"),
+        "fits": fits, "speedup": sp, "la_impl": la_best, "softmax_impl": sm_best,
+        "speedup_at_16384": float(at.speedup.iloc[0]) if len(at) else None,
+        "claims": claims_table(df, fits, la_best, sm_best) if len(fits) else pd.DataFrame(),
+        "copy_bandwidth_Bps": doc.get("copy_bandwidth_Bps"), "n_cases": len(df),
+        "n_skipped": int((df.status == "skipped").sum()) if "status" in df else 0,
+        "n_failed": int((df.status == "failed").sum()) if "status" in df else 0,
+    }
 
-    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
-        raise ValueError(f"dtype {dtype!r} is not a torch dtype; use float32, float16 or bfloat16")
-    for name, rng in (("la_log2", la_log2), ("softmax_log2", softmax_log2)):
-        if len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0:
-            raise ValueError(f"{name} must be [lo, hi] with 0 ≤ lo ≤ hi, got {rng!r}")
-    bad = [m for m in modes if m not in ("fwd", "fwdbwd")]
-    if bad:
-        raise ValueError(f"modes must be fwd and/or fwdbwd, got {bad}")
-    return dict(batch=batch, heads=heads, head_dim=head_dim, dtype=dtype, la_log2=tuple(la_log2),
-                softmax_log2=tuple(softmax_log2), warmup=warmup, runs=runs, budget_s=float(budget_s),
-                modes=tuple(modes), variants=tuple(variants))
 
-
-def measure_or_load(cfg: dict, reference_dir: str, device: str, out_dir) -> tuple[dict, str]:
-    """Either load a recorded ``bench.json`` (e.g. outputs/reference/h200/…) or measure now.
-
-    Returns the bench document and a sentence saying which it is, for the report.
-    """
-    from pathlib import Path
-
-    import torch
-
-    from linrepro import bench, project
-
-    if reference_dir:
-        p = Path(reference_dir)
-        p = p if p.is_absolute() else project.root() / p
-        doc = bench.load(p)
-        dev = doc["provenance"]["device"]
-        name = (dev.get("cuda") or {}).get("name") or dev.get("cpu")
-        return doc, (f"**Recorded run**, loaded from `{reference_dir}`: measured on {name} on "
-                     f"{doc['provenance']['date']} (commit {str(doc['provenance']['git'].get('commit'))[:10]}). "
-                     "Not measured in this run.")
-    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA device")
-    cases = bench.sweep(cfg, dev)
-    bw = bench.copy_bandwidth(dev)
-    doc = bench.write(cases, Path(out_dir), cfg, {"copy_bandwidth_Bps": bw})
-    dev_info = doc["provenance"]["device"]
-    name = (dev_info.get("cuda") or {}).get("name") or dev_info.get("cpu")
-    return doc, f"**Measured in this run** on {name} ({dev.type}), {doc['provenance']['date']}."
+def report_text(doc: dict, res: dict) -> str:
+    """A terminal summary of a sweep: times, failures, slopes over the fitted range, speed-ups."""
+    lines = [summary_table(doc["cases"])]
+    df = frame(doc["cases"])
+    bad = df[df.status == "failed"] if "status" in df else df.iloc[:0]
+    if len(bad):
+        lines.append(f"\n{len(bad)} case(s) FAILED:")
+        for r in bad.drop_duplicates(["impl", "reason"]).itertuples():
+            lines.append(f"  {r.impl} {r.mode} N={int(r.n):,}: {r.reason}")
+    fits = res["fits"]
+    if len(fits):
+        lines.append("\nlog-log slopes (95% interval), fitted from fit_from_n or where time passes 2% of the largest:")
+        for r in fits.itertuples():
+            if not np.isfinite(r.slope):
+                lines.append(f"  {r.impl:<14} {r.mode:<7} too few points in the fitted range ({r.n_points})")
+                continue
+            lines.append(f"  {r.impl:<14} {r.mode:<7} {r.slope:6.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]  "
+                         f"N = {r.n_from:,}…{r.n_to:,}")
+    la, sm = res["la_impl"], res["softmax_impl"]
+    if la and sm:
+        for mode in doc.get("config", {}).get("modes", ("fwd",)):
+            sp = speedups(df, la, sm, mode)
+            if len(sp):
+                lines.append(f"speed-up {sm}/{la} ({mode}): "
+                             + ", ".join(f"N={int(r.n):,}: {r.speedup:.1f}×" for r in sp.itertuples()))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- figures

@@ -40,16 +40,16 @@ variants = ["eq4", "eq7"]  # LA variants
 fit_from_n = {"linear": 8192, "softmax": 2048}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
-from linrepro import timing
+from linrepro import bench, timing
 from linrepro.runs import run_dir, save_results, setup_notebook
 
 setup_notebook()
-cfg = timing.config_from_params(batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs,
-                                budget_s, modes, variants)
-doc, source = timing.measure_or_load(cfg, reference_dir, device, run_dir("02_attention_timing"))
+cfg = bench.config_from_params(batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs,
+                               budget_s, modes, variants, fit_from_n)
+doc, source = bench.measure_or_load(cfg, reference_dir, device, run_dir("02_attention_timing"))
+res = timing.analyse(doc, source, recorded=bool(reference_dir))
 df = timing.frame(doc["cases"])
 display(Markdown(source))
 
@@ -63,9 +63,9 @@ display(Markdown(source))
 timing.fig_times(df).show()
 
 # %%
-skipped = df[df.status == "skipped"][["impl", "mode", "n", "reason"]]
-print(f"{(df.status == 'ok').sum()} cases measured, {len(skipped)} skipped")
-skipped.groupby(["impl", "mode"]).agg(first_n=("n", "min"), reason=("reason", "first"))
+skipped = df[df.status != "ok"][["impl", "mode", "n", "status", "reason"]]
+print(f"{(df.status == 'ok').sum()} cases measured, {res['n_skipped']} skipped, {res['n_failed']} failed")
+skipped.groupby(["impl", "mode", "status"]).agg(first_n=("n", "min"), reason=("reason", "first"))
 
 # %% [markdown]
 # ## Log-log slopes with 95% intervals
@@ -75,7 +75,7 @@ skipped.groupby(["impl", "mode"]).agg(first_n=("n", "min"), reason=("reason", "f
 # overheads dominate, and on a CPU the whole problem fits in cache). The fitted range is in the table.
 
 # %%
-fits = timing.slopes(df, n_min=fit_from_n or None)
+fits = res["fits"]
 fits.round(3)
 
 # %% [markdown]
@@ -84,8 +84,7 @@ fits.round(3)
 # measured in this run.
 
 # %%
-la_best, sm_best = timing.fastest(df, "linear"), timing.fastest(df, "softmax")
-sp = timing.speedups(df, la_best, sm_best) if la_best and sm_best else pd.DataFrame()
+la_best, sm_best, sp = res["la_impl"], res["softmax_impl"], res["speedup"]
 if len(sp):
     timing.fig_speedup(sp, la_best, sm_best).show()
 sp
@@ -114,15 +113,9 @@ roof.groupby(["impl", "mode"]).tail(3).round(3)
 # ## The paper's claims against this run
 
 # %%
-claims = timing.claims_table(df, fits, la_best, sm_best)
 display(Markdown(source))
-claims[["claim", "paper", "measured"]]
+res["claims"][["claim", "paper", "measured"]] if len(res["claims"]) else "no timing claim could be evaluated"
 
 # %%
-sp16 = sp[sp.n == 16384].speedup.iloc[0] if len(sp) and (sp.n == 16384).any() else None
-path = save_results({
-    "source": source, "recorded": bool(reference_dir), "config": cfg, "provenance": doc["provenance"],
-    "fits": fits, "speedup": sp, "la_impl": la_best, "softmax_impl": sm_best, "speedup_at_16384": sp16,
-    "claims": claims, "copy_bandwidth_Bps": bw, "n_cases": len(df), "n_skipped": int((df.status == "skipped").sum()),
-}, "02_attention_timing")
+path = save_results(res, "02_attention_timing")
 print("saved", path)

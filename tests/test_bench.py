@@ -80,7 +80,7 @@ def test_speedups_slopes_claims_and_extrapolation_are_marked():
 
 
 def test_budget_prediction_skips_with_reason():
-    cfg = dict(bench.PROFILES["smoke"], budget_s=1.0, warmup=1)
+    cfg = dict(bench.load_config("smoke")[0], budget_s=1.0, warmup=1)
     prev = [bench.Case("x", "softmax", "math", None, "fwd", n, 1, 1, 8, "float32", "cpu", median_s=t)
             for n, t in ((1024, 0.01), (2048, 0.04))]
     assert bench._predicted_too_slow(prev, 4096, cfg) is None          # 0.16 s predicted
@@ -102,3 +102,108 @@ def test_cpu_peak_memory_sees_an_allocation_that_reuses_freed_memory():
     if peak is None:
         pytest.skip("/proc/self/clear_refs is not writable here")
     assert 15 * 2 ** 20 <= peak <= 100 * 2 ** 20
+
+
+# --------------------------------------------------------------------------- one config
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "h200"])
+def test_cli_and_notebook_resolve_one_config(profile):
+    """The bench CLI and notebook 02 read the same grid, run counts and fit ranges for a profile:
+    both go through the notebook's parameters cell and params/<profile>/02_attention_timing.yaml."""
+    import yaml
+
+    from linrepro import params, project
+
+    nb = project.notebooks_dir() / "02_attention_timing.py"
+    values = params.resolve(nb, profile, {})        # what `linrepro run 02 --profile P` injects
+    cfg, _ = bench.load_config(profile)              # what `python -m linrepro.bench --profile P` sweeps
+    assert cfg["la_log2"] == tuple(values["la_log2"]) and cfg["softmax_log2"] == tuple(values["softmax_log2"])
+    assert (cfg["runs"], cfg["warmup"], cfg["budget_s"]) == (values["runs"], values["warmup"], values["budget_s"])
+    assert cfg["fit_from_n"] == values["fit_from_n"]
+    raw = yaml.safe_load((project.params_dir() / profile / "02_attention_timing.yaml").read_text())
+    for key in ("la_log2", "softmax_log2", "runs", "warmup", "fit_from_n"):
+        if key in raw:   # the profile file wins over the notebook's defaults
+            got = cfg[key]
+            assert (list(got) if isinstance(got, tuple) else got) == raw[key], key
+    assert not hasattr(bench, "PROFILES")
+
+
+def test_cli_records_the_profile_config_and_fits_from_its_range(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "linrepro.bench", "--profile", "smoke", "--out", str(tmp_path),
+                        "--la-log2", "6", "8", "--softmax-log2", "6", "6", "--runs", "1", "--warmup", "0",
+                        "--modes", "fwd", "--impls", "la-torch-eq7", "sdpa-math",
+                        "--record"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    want, _ = bench.load_config("smoke", {"la_log2": [6, 8], "softmax_log2": [6, 6], "runs": 1, "warmup": 0,
+                                          "modes": ["fwd"]})
+    assert doc["config"] == json.loads(json.dumps(want)) and doc["sweep"]["status"] == "complete"
+    # --record: a finished 02 run folder, in the layout the ledger reads
+    run = json.loads((tmp_path / "run.json").read_text())
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert run["status"] == "ok" and run["notebook"] == "02_attention_timing"
+    assert res["la_impl"] == "la-torch-eq7" and res["config"]["fit_from_n"] == {} and res["n_failed"] == 0
+
+
+def test_unknown_profile_exits_2_naming_it(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "linrepro.bench", "--profile", "h300", "--out", str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "h300" in r.stderr
+
+
+# --------------------------------------------------------------------------- crash-proof
+_TINY = dict(batch=1, heads=1, head_dim=8, dtype="float32", la_log2=(4, 7), softmax_log2=(4, 5), warmup=0,
+             runs=1, budget_s=5.0, modes=("fwd",), variants=("eq7",), fit_from_n={})
+
+
+def test_a_case_that_raises_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """An exception that is not a RuntimeError (a missing module, a Triton CompilationError) in a later
+    case: earlier cases stay in bench.json, the case is 'failed' with its reason, later N still run."""
+    real = bench._la_fn
+
+    def flaky(backend, variant):
+        fn = real(backend, variant)
+
+        def call(q, k, v):
+            if q.shape[-2] == 2 ** 5:
+                raise ModuleNotFoundError("No module named 'linrepro.kernels'")
+            return fn(q, k, v)
+        return call
+
+    monkeypatch.setattr(bench, "_la_fn", flaky)
+    impls = [("la-torch-eq7", "linear", "torch", "eq7"), ("sdpa-math", "softmax", "math", None)]
+    doc = bench.measure(_TINY, "cpu", tmp_path, impls, progress=False)
+    on_disk = json.loads((tmp_path / "bench.json").read_text())
+    assert on_disk["cases"] == json.loads(json.dumps(doc["cases"]))
+    by = {(c["impl"], c["n"]): c for c in on_disk["cases"]}
+    assert by[("la-torch-eq7", 16)]["status"] == "ok"
+    bad = by[("la-torch-eq7", 32)]
+    assert bad["status"] == "failed" and "ModuleNotFoundError" in bad["reason"] and "linrepro.kernels" in bad["reason"]
+    assert by[("la-torch-eq7", 64)]["status"] == "ok" and by[("la-torch-eq7", 128)]["status"] == "ok"
+    assert by[("sdpa-math", 32)]["status"] == "ok"
+
+
+def test_a_killed_sweep_keeps_what_it_measured(tmp_path):
+    """bench.json is rewritten after every case: a kill after the third case leaves three cases on disk."""
+    seen = []
+
+    def kill_after_three(cases):
+        bench.write(cases, tmp_path, _TINY, {"sweep": {"status": "running"}})
+        seen.append(len(cases))
+        if len(cases) == 3:
+            raise KeyboardInterrupt
+
+    impls = [("la-torch-eq7", "linear", "torch", "eq7")]
+    with pytest.raises(KeyboardInterrupt):
+        bench.sweep(_TINY, "cpu", impls, progress=False, on_case=kill_after_three)
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert [c["n"] for c in doc["cases"]] == [16, 32, 64] and doc["sweep"]["status"] == "running"
+
+
+def test_inputs_are_drawn_once_per_n_and_shared(monkeypatch):
+    calls = []
+    real = bench.make_inputs
+    monkeypatch.setattr(bench, "make_inputs", lambda n, cfg, device: calls.append(n) or real(n, cfg, device))
+    impls = [("la-torch-eq7", "linear", "torch", "eq7"), ("la-reference-eq7", "linear", "reference", "eq7"),
+             ("sdpa-math", "softmax", "math", None)]
+    cases = bench.sweep(dict(_TINY, modes=("fwd", "fwdbwd")), "cpu", impls, progress=False)
+    assert calls == [16, 32, 64, 128] and all(c.status == "ok" for c in cases)
