@@ -1,23 +1,79 @@
-"""Attention variants of arXiv:2604.10064, one reference implementation each.
+"""Attention variants of arXiv:2604.10064, and the project's written spec of the paper's math.
 
-Shapes follow the convention (B, H, N, D) for q and k, and (B, H, N, Dv) for v.
+This module docstring is the specification that the rest of linrepro cites (as
+"``linrepro.attention``, module docstring"): what is known about the paper, what linrepro
+reconstructs, and the formulas every backend implements. Below it, one reference implementation
+per variant.
 
-Variants (see ``PAPER.md``; q̂ = q / max(‖q‖, eps), k̂ likewise):
+The paper
+---------
+A. Gerami, S. Madani, R. Duraiswami, *On The Application of Linear Attention in Multimodal
+Transformers*, arXiv:2604.10064 (April 2026). Its full text could not be read for this
+reproduction and its code is unpublished, so each fact below is marked **known** or
+**reconstructed**; whatever is reconstructed is a parameter, so that someone holding the paper
+can set the value it used.
+
+Known (from the abstract, secondary summaries and the claims of the seed report, a copy of which
+is kept in the repository as ``tests/data/seed_report.txt``):
+
+* The kernel is affine, f(x) = 1 + x, applied to L2-normalised queries and keys. Since
+  q̂·k̂ ∈ [−1, 1], every score is ≥ 0.
+* The paper's Eq. 4 is normalised linear attention (LA). Its Eq. 7 drops the denominator to stop
+  "attention score decay", and the paper says Eq. 7 keeps the scores in [0, 1].
+* The models are OpenCLIP ViT-S-16, ViT-B-16 and ViT-L-16 trained on LAION-400M (global batch
+  64 / 16 / 4 on four A5500 GPUs), validated by ImageNet-21K zero-shot accuracy. The paper says
+  LA "adheres to the same scaling laws as standard softmax attention" and "needs more epochs".
+* Its timing is one attention layer on an H200 against FlashAttention-2 (batch 4, 8 heads, head
+  dim 64, up to about 4×10⁶ tokens; mean of 1000 runs after 100 warm-up runs): about 10³ faster at
+  the longest length, log-log slopes about 1 (LA) and about 2 (softmax).
+* The "optimized LA implementation from reference [13]" is most likely the authors' own Fastmax
+  CUDA kernels (arXiv:2510.21956); that is unconfirmed.
+* The per-term bound of the paper's Eq. 6 (a normalised weight is at most 2/i) does not hold in
+  general: with i = 3, k₁ = q and k₂ = k₃ = −q the first weight is 1 > 2/3.
+
+Reconstructed (linrepro's choices, each exposed as a parameter or stated as a convention):
+
+* The exact formulas below, including the normalisation q̂ = q / max(‖q‖, eps) per token (the
+  F.normalize convention, with a small eps).
+* Eq. 7's score scale s. The paper's exact scaling is unknown. linrepro's default is s = ½, which
+  keeps every score s(1 + q̂·k̂) in [0, 1] as the paper says; the per-length scale ``"1/N"``
+  (s = 1/N, and 1/i in causal row i) is the other candidate, and makes the output a mean.
+* The causal form of the text tower, and eq4's clamp of the denominator at eps.
+* The first author's public code (``armingerami/Fastmax``) is not the paper's code and differs
+  from this spec: its open_clip variant drops the q/k/v and output projections, splits heads by a
+  plain reshape, scales q and k by the largest per-token norm rather than normalising each token,
+  uses Eq. 7 with s = 1 and ignores the causal mask; its CUDA kernels compute the normalised form
+  with integer-truncated constant terms in fp32. It is not used as a numerical reference.
+
+The math
+--------
+Shapes follow the convention (B, H, N, D) for q and k, and (B, H, N, Dv) for v; N is the number
+of tokens. q̂ = q / max(‖q‖, eps), k̂ likewise (:func:`l2_normalise`).
 
 * ``softmax``: o_i = Σ_j softmax_j(q_i·k_j / √D) v_j                        O(N²D)
 * ``eq4``:     o_i = Σ_j (1+q̂_i·k̂_j) v_j / Σ_j (1+q̂_i·k̂_j)
                    = (Σ_j v_j + Sᵀq̂_i) / (N + q̂_i·Σ_j k̂_j)                    O(N·D·Dv)
 * ``eq7``:     o_i = s Σ_j (1+q̂_i·k̂_j) v_j = s (Σ_j v_j + Sᵀq̂_i)           O(N·D·Dv)
 
-with S = Σ_j k̂_j v_jᵀ (a D×Dv state). In the causal form every sum runs over
-j ≤ i and N becomes i. eq4's denominator is clamped below at ``eps``.
+with S = Σ_j k̂_j v_jᵀ (a D×Dv state). eq4's denominator is clamped below at ``eps``.
 
+* **Score scale** s (``score_scale``): a positive number, default ½, or ``"1/N"`` (``PER_LENGTH``):
+  s = 1/N non-causal, s = 1/i for causal row i. eq4 ignores it.
+* **Causal form** (the text tower): every sum runs over j ≤ i and N becomes i. The fast paths
+  compute it with chunked prefix states, never with an N×N matrix.
+* **Score decay**: under eq4 the mean weight is 1/N, so every weight fades as N grows (what Eq. 7
+  targets); under eq7 a score does not depend on N, but with a fixed s the output is a sum over
+  N keys and ‖o_i‖ grows with N (about linearly when the v_j share a direction); s = 1/N makes it
+  a mean again. Notebook 01 measures both effects rather than arguing them.
+
+The code
+--------
 ``quadratic_reference`` builds the N×N score matrix explicitly; it exists only so
 that tests can check every factorised path against an independent formula.
 ``linear_attention`` is the one dispatcher: ``backend="reference"`` is the
 factorised float64-capable torch formula defined here; ``"torch"`` is the fast
-chunked CPU path and ``"triton"`` the Triton kernels (issue 3 adds them behind
-this same function).
+chunked CPU path (``linrepro.fast``) and ``"triton"`` the Triton kernels
+(``linrepro.kernels``), both behind this same function.
 """
 from __future__ import annotations
 
@@ -63,7 +119,8 @@ def _check_variant(variant: str) -> None:
 
 
 def check_score_scale(score_scale) -> float | str:
-    """A positive finite number, or ``"1/N"`` (the per-length scale of PAPER.md); returns it normalised."""
+    """A positive finite number, or ``"1/N"`` (the per-length scale; see this module's docstring);
+    returns it normalised."""
     if isinstance(score_scale, str):
         if score_scale.strip().replace(" ", "") == PER_LENGTH:
             return PER_LENGTH

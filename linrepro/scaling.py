@@ -15,6 +15,7 @@ wide, and that is the honest state of a three-point scaling law.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -178,6 +179,47 @@ def tokens_per_sample(model_name: str, resolution: int | None = None) -> int:
     v, t = cfg["vision_cfg"], cfg["text_cfg"]
     side = int(resolution or v["image_size"])
     return (side // v["patch_size"]) ** 2 + 1 + int(t.get("context_length", 77))
+
+
+def _run_path(run) -> Path:
+    """A run folder as an absolute, resolved path (a relative one is taken from the project root,
+    as ``linrepro.runs.find_run`` takes it)."""
+    p = Path(run)
+    if not p.is_absolute():
+        from linrepro import project
+
+        p = project.root() / p
+    return p.resolve()
+
+
+def eval_for_training(train_source, eval_source, evaluated: dict | None, *, explicit: bool) -> dict | None:
+    """The ``04_zero_shot_eval`` results to fit with the models of ``train_source``, or ``None``.
+
+    ``evaluated`` is the results.json of the 04 run at ``eval_source`` (``None``: there is none).
+    It is used only if it evaluated ``train_source``'s models (its ``source_run``). An eval run of
+    another training run is never dropped silently when it was asked for: with ``explicit`` (the
+    user passed ``eval_run``) a ValueError names both training runs and the eval run; without it
+    (``eval_source`` is merely the latest 04 run found) it is skipped and ``None`` is returned, so
+    the fit uses training's own zero-shot pass.
+    """
+    if eval_source is None or evaluated is None:
+        if explicit:
+            raise ValueError(f"eval_run {eval_source} was given but its results could not be read")
+        return None
+    recorded = evaluated.get("source_run")
+    if recorded is not None and _run_path(recorded) == _run_path(train_source):
+        return evaluated
+    if explicit:
+        if recorded is None:
+            raise ValueError(
+                f"eval_run {eval_source} does not record which training run it evaluated (its results have no "
+                f"source_run), so it cannot be matched to training run {train_source}. Pass a 04 run that "
+                f"evaluated {train_source}, or leave eval_run empty to use training's own zero-shot results.")
+        raise ValueError(
+            f"eval_run {eval_source} evaluated the models of training run {recorded}, not those of training run "
+            f"{train_source}. Pass the 04 run that evaluated {train_source} (or set train_run to {recorded}), "
+            "or leave eval_run empty to use training's own zero-shot results.")
+    return None
 
 
 def points_from_training(trained: dict, fit_domain: str, eval_rows: list[dict] | None = None) -> list[dict]:

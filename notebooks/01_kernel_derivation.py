@@ -128,8 +128,9 @@ print("log-log slope of the needle's max weight against N:", {m: round(s, 3) for
 # Without the denominator, $o_i = s(\sum_j v_j + S^\top\hat q_i)$ is a *sum* over $N$ tokens, so
 # $\lVert o_i \rVert$ grows with $N$ (for zero-mean random $v$ like $\sqrt N$; for $v$ with a
 # common direction, like $N$). Eq. 4's output is an average and stays $O(1)$. The per-length
-# scale $s = 1/N$ (PAPER.md's other candidate; `score_scale="1/N"`, used to train the CLIPs of
-# notebook 03) makes Eq. 7 an average too, without bringing back the data-dependent denominator.
+# scale $s = 1/N$ (the spec's other candidate, see the module docstring of `linrepro.attention`;
+# `score_scale="1/N"`, used to train the CLIPs of notebook 03) makes Eq. 7 an average too, without
+# bringing back the data-dependent denominator.
 
 # %%
 norms = pd.DataFrame(dv.eq7_norm_growth(norm_ns, head_dim, seed, score_scale))

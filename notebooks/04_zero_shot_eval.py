@@ -49,7 +49,7 @@ sets = ev.eval_sets(domains, dataset, limit=limit or None,
                     imagefolder=imagefolder, imagefolder_classnames=imagefolder_classnames,
                     imagenet1k_root=imagenet1k_root, imagenet21k_root=imagenet21k_root,
                     imagenet21k_classnames=imagenet21k_classnames)
-res = resolution or ev.trained_resolution(summaries[0], dataset)
+res = resolution or ev.trained_resolution(dataset)
 display(Markdown(f"Models from `{source}`: " + ", ".join(f"{s['model']}/{s['attention']}" for s in summaries)
                  + ". Evaluation sets: " + ", ".join(f"{e.name} ({e.n} images, {len(e.classnames)} classes)"
                                                       for e in sets) + f". Resolution {res} px."))

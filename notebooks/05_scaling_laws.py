@@ -32,7 +32,7 @@
 
 # %% tags=["parameters"]
 train_run: "OptionalStr" = None  # folder of a 03_clip_training run (None: the latest finished one of this profile)
-eval_run: "OptionalStr" = None  # folder of a 04_zero_shot_eval run of those models (None: the latest one, if any)
+eval_run: "OptionalStr" = None  # folder of a 04_zero_shot_eval run of those models; it must have evaluated train_run (None: the latest one, if it did)
 fit_domain = "digits"  # domain whose zero-shot error is fitted
 n_resamples = 2000  # bootstrap resamples
 seed = 0  # bootstrap seed
@@ -50,14 +50,15 @@ source = find_run("03_clip_training", train_run)
 trained = load_results(source)
 try:
     ev_source = find_run("04_zero_shot_eval", eval_run)
-    evaluated = load_results(ev_source)
-    if str(evaluated["source_run"]) != str(source):
-        ev_source, evaluated = None, {}
 except FileNotFoundError:
     if eval_run:
         raise
-    ev_source, evaluated = None, {}
-points = scaling.points_from_training(trained, fit_domain, evaluated.get("rows"))
+    ev_source = None
+# an explicit eval_run of another training run raises; the latest one found is skipped if it is
+evaluated = scaling.eval_for_training(source, ev_source, load_results(ev_source) if ev_source else None,
+                                      explicit=bool(eval_run))
+ev_source = ev_source if evaluated is not None else None
+points = scaling.points_from_training(trained, fit_domain, (evaluated or {}).get("rows"))
 pts = pd.DataFrame(points).drop(columns=["confusion", "tail_losses"])
 display(Markdown(f"Runs from `{source}`; zero-shot error on **{fit_domain}** from "
                  + (f"`{ev_source}`." if ev_source else "training's own evaluation.")))

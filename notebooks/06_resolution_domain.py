@@ -57,7 +57,7 @@ order = list(dict.fromkeys(s["model"] for s in summaries))
 model = heatmap_model or max(summaries, key=lambda s: s.get("n_params") or 0)["model"]
 if model not in order:
     raise ValueError(f"heatmap_model {model!r} was not trained in {source}; it has {order}")
-display(Markdown(f"Models from `{source}` (trained at {ev.trained_resolution(summaries[0], dataset)} px). "
+display(Markdown(f"Models from `{source}` (trained at {ev.trained_resolution(dataset)} px). "
                  f"Evaluating {', '.join(e.name for e in sets)} at {resolutions} px."))
 
 # %% [markdown]
@@ -131,7 +131,7 @@ else:
 # ## What the numbers say
 
 # %%
-found = ev.resolution_conclusions(df, diff, speed, ev.trained_resolution(summaries[0], dataset))
+found = ev.resolution_conclusions(df, diff, speed, ev.trained_resolution(dataset))
 display(Markdown("\n".join(found["lines"])))
 
 # %%

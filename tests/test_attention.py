@@ -26,7 +26,7 @@ def _qkv(b, h, n, d, dv, seed=0, dtype=F64):
 
 
 def _naive_loops(q, k, v, variant, causal, s, eps=1e-6):
-    """Independent, loop-by-loop float64 formula straight from PAPER.md's table."""
+    """Independent, loop-by-loop float64 formula straight from the spec (linrepro.attention's module docstring)."""
     b, h, n, _ = q.shape
     out = torch.zeros(b, h, n, v.shape[-1], dtype=F64)
     for bi in range(b):

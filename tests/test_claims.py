@@ -7,7 +7,7 @@ import pytest
 from linrepro import claims
 from linrepro.site import build_site
 
-SEED = Path(__file__).parent / "data" / "seed_report.txt"   # a copy of shared/seed/000_962666856d199753.txt
+SEED = Path(__file__).parent / "data" / "seed_report.txt"   # the seed report (000_962666856d199753.txt), kept in the repo
 
 
 def _seed_table():

@@ -312,3 +312,53 @@ def test_every_style_has_a_light_background():
             img, _ = D.render(dom, i, 32)
             corners = np.asarray(img, float)[[0, 0, -1, -1], [0, -1, 0, -1]] / 255
             assert corners.mean() > 0.75, (dom, i, corners)
+
+
+def test_digits_are_the_plain_bitmap_black_on_white():
+    """What the module docstring says of digits: the bitmap resized to fill the frame, black ink on
+    white, with no jitter and no seeded colours (the same image for every seed)."""
+    images, target = D._digits_data()
+    for i in (0, 7, 1000):
+        img, label = D.render("digits", i, 32, seed=0)
+        assert label == int(target[i])
+        px = np.asarray(img, np.int64)
+        assert (px[..., 0] == px[..., 1]).all() and (px[..., 1] == px[..., 2]).all()   # grey: no colour
+        for seed in (1, 12345):
+            assert np.array_equal(px, np.asarray(D.render("digits", i, 32, seed=seed)[0], np.int64))
+        mask = np.asarray(D._render_bitmap(images[i], 32), np.int64)
+        assert np.abs(px[..., 0] - (255 - mask)).max() <= 1   # ink = the resized bitmap, on white
+
+
+def test_progress_never_imports_the_run_layer(tmp_path, monkeypatch, capsys):
+    """The dataset layer does not import linrepro.runs; inside a run (LINREPRO_RUN_DIR set) the bar
+    is plain ASCII on stderr, as linrepro.runs.progress makes it; outside one it is tqdm.auto's."""
+    import sys
+
+    import tqdm.auto
+    import tqdm.std
+
+    monkeypatch.setitem(sys.modules, "linrepro.runs", None)   # any import of it now fails
+    monkeypatch.setenv("LINREPRO_RUN_DIR", str(tmp_path / "run"))
+    bar = D._progress(3, "x", True)
+    assert type(bar) is tqdm.std.tqdm and bar.ascii and bar.mininterval == 2.0   # not tqdm.auto's
+    bar.close()
+    assert D._progress(3, "x", False).disable
+    capsys.readouterr()
+    D.write_csv(tmp_path / "csv", domains="shapes", split="val", resolution=16, n_per_domain=10, progress=True)
+    err = capsys.readouterr().err
+    assert "csv val @16px" in err and "2/2" in err
+    monkeypatch.delenv("LINREPRO_RUN_DIR")
+    bar = D._progress(3, "x", True)
+    assert type(bar) is tqdm.auto.tqdm and not bar.disable
+    bar.close()
+    assert D._progress(3, "x", False).disable
+
+
+def test_data_module_does_not_import_linrepro_runs():
+    import ast
+
+    tree = ast.parse(Path(D.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not {m for m in imported if m.startswith("linrepro")}, imported

@@ -203,3 +203,61 @@ def test_resolution_conclusions_are_computed_from_the_frames():
     grid = ev.domain_grid(df[(df.model == "tiny-S") & (df.attention == "eq7")], "top1", ["shapes", "digits"])
     assert list(grid.index) == ["shapes", "digits"] and grid.loc["digits", 64] == pytest.approx(0.5)
     assert "Mean LA − softmax top-1 over 8 model × domain cells: -0.150" in ev.alignment_summary(df, diff)
+
+
+def test_trained_resolution_reads_the_dataset_only():
+    from linrepro import evaluation as ev
+
+    assert ev.trained_resolution({"resolution": 48}) == 48
+    assert ev.trained_resolution({"train_csv": "x.csv"}) == 224 and ev.trained_resolution(None) == 224
+
+
+def test_an_explicit_eval_run_of_another_training_run_is_an_error(tmp_path):
+    """Notebook 05 used to drop such an eval_run silently and fit training's own zero-shot results."""
+    train_a, train_b, ev_run = tmp_path / "03" / "run-a", tmp_path / "03" / "run-b", tmp_path / "04" / "run-e"
+    evaluated = {"source_run": str(train_b), "rows": [{"model": "tiny-S"}]}
+    with pytest.raises(ValueError) as e:
+        scaling.eval_for_training(train_a, ev_run, evaluated, explicit=True)
+    msg = str(e.value)
+    assert str(train_a) in msg and str(train_b) in msg and str(ev_run) in msg
+    # the latest eval run found (not asked for) is skipped, and says so by returning None
+    assert scaling.eval_for_training(train_a, ev_run, evaluated, explicit=False) is None
+    # the matching one is used, whether the paths are spelled relative, with "..", or as given
+    assert scaling.eval_for_training(train_b, ev_run, evaluated, explicit=True) is evaluated
+    assert scaling.eval_for_training(train_b / ".." / "run-b", ev_run, evaluated, explicit=False) is evaluated
+    with pytest.raises(ValueError, match="no source_run.*run-a"):
+        scaling.eval_for_training(train_a, ev_run, {"rows": []}, explicit=True)
+    assert scaling.eval_for_training(train_a, ev_run, {"rows": []}, explicit=False) is None
+    assert scaling.eval_for_training(train_a, None, None, explicit=False) is None
+
+
+def test_relative_run_paths_are_taken_from_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINREPRO_ROOT", str(tmp_path))
+    evaluated = {"source_run": str(tmp_path / "outputs" / "cpu" / "03_clip_training" / "r1")}
+    assert scaling.eval_for_training("outputs/cpu/03_clip_training/r1", "e", evaluated, explicit=True) is evaluated
+
+
+def test_notebook_05_refuses_an_eval_run_of_another_training_run(tmp_path):
+    """Through the real CLI: an explicit eval_run that evaluated another training run fails the
+    notebook, naming both training runs, instead of being dropped silently."""
+    out = tmp_path / "out"
+    trains = []
+    for rid in ("20000101-000000-aaaaaa", "20000102-000000-bbbbbb"):
+        d = out / "smoke" / "03_clip_training" / rid
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"status": "ok"}))
+        (d / "results.json").write_text(json.dumps({"summaries": [], "dataset": {"resolution": 32}}))
+        trains.append(d)
+    ev_run = out / "smoke" / "04_zero_shot_eval" / "20000103-000000-cccccc"
+    ev_run.mkdir(parents=True)
+    (ev_run / "run.json").write_text(json.dumps({"status": "ok"}))
+    (ev_run / "results.json").write_text(json.dumps({"source_run": str(trains[1]), "rows": []}))
+    env = dict(os.environ, LINREPRO_OUTPUTS=str(out))
+    r = subprocess.run([sys.executable, "-m", "linrepro", "run", "05_scaling_laws", "--profile", "smoke",
+                        "--no-progress", "-p", f"train_run={trains[0]}", "-p", f"eval_run={ev_run}"],
+                       check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode != 0, r.stdout + r.stderr
+    (run,) = (out / "smoke" / "05_scaling_laws").iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    err = (run / "error.txt").read_text()
+    assert "ValueError" in err and str(trains[0]) in err and str(trains[1]) in err, err
