@@ -229,12 +229,13 @@ def _triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map ``backend`` ("auto" included) to the implementation that will run on ``device``."""
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """Map ``backend`` ("auto" included) to the implementation that will run on ``device``.
+    ``auto`` sends float64 to the torch path: the Triton kernels compute in fp32 and refuse it."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     if backend == "auto":
-        return "triton" if device.type == "cuda" else "torch"
+        return "triton" if device.type == "cuda" and dtype != torch.float64 else "torch"
     if backend == "triton" and device.type != "cuda" and not _triton_interpret():
         raise RuntimeError(
             f"backend='triton' needs CUDA tensors, got tensors on {device}. "
@@ -263,7 +264,7 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, varia
     _check_variant(variant)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {causal!r}")
-    chosen = resolve_backend(backend, q.device)
+    chosen = resolve_backend(backend, q.device, q.dtype)
     scale = check_score_scale(score_scale)
     if variant == "eq7" and scale == PER_LENGTH:
         if not causal:   # one constant per call: the kernels take it as s

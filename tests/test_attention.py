@@ -172,3 +172,11 @@ def test_errors_name_the_problem(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         linear_attention(q, k, v, backend="triton")
+
+
+def test_auto_sends_float64_to_the_torch_path_on_every_device():
+    from linrepro.attention import resolve_backend
+
+    assert resolve_backend("auto", torch.device("cuda"), torch.float64) == "torch"
+    assert resolve_backend("auto", torch.device("cuda"), torch.bfloat16) == "triton"
+    assert resolve_backend("auto", torch.device("cpu"), torch.float32) == "torch"

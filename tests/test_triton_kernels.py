@@ -202,6 +202,87 @@ def test_dispatcher_per_length_scale_on_triton(causal):
         assert _rel(a.cpu(), b) <= 1e-4
 
 
+
+def test_float64_is_refused_with_a_hint():
+    """float64 would silently be computed in fp32: refused, before any other check, with the way out."""
+    q, k, v, _ = _inputs(1, 1, 12, 16, 16, torch.float64, seed=4)
+    with pytest.raises(TypeError, match=r"float64.*backend='torch'.*backend='reference'"):
+        linear_attention_triton(q, k, v, variant="eq4", causal=True)
+    with pytest.raises(TypeError, match="float64"):           # before the variant check
+        linear_attention_triton(q, k, v, variant="nope")
+    with pytest.raises(TypeError, match="float64"):           # before the empty-sequence shortcut
+        linear_attention_triton(q[:, :, :0], k[:, :, :0], v[:, :, :0])
+    q32, k32, _, _ = _inputs(1, 1, 12, 16, 16, torch.float32, seed=4)
+    with pytest.raises(TypeError, match=r"v is torch\.float64"):
+        linear_attention_triton(q32, k32, v)
+
+
+def _kernels_module(name):
+    import importlib
+
+    return importlib.import_module(linear_attention_triton.__module__.rsplit(".", 1)[0] + "." + name)
+
+
+def _run(q, k, v, g, **kw):
+    qt, kt, vt = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    o = linear_attention_triton(qt, kt, vt, **kw)
+    return (o.detach(), *torch.autograd.grad(o, (qt, kt, vt), g))
+
+
+def test_nan_poison_alloc_reads_the_environment_per_call(monkeypatch):
+    common = _kernels_module("common")
+    monkeypatch.setenv("LINREPRO_NAN_POISON", "1")
+    assert torch.isnan(common._alloc((3, 5), DEVICE, torch.float32)).all()
+    assert torch.isnan(common._alloc_like(torch.zeros(2, 4, device=DEVICE, dtype=torch.float16))).all()
+    monkeypatch.setenv("LINREPRO_NAN_POISON", "0")
+    assert not common._nan_poison()
+    monkeypatch.delenv("LINREPRO_NAN_POISON")
+    assert not common._nan_poison()
+
+
+# (N, D, Dv, tiled): N not a multiple of the 16-row block / chunk; ``tiled`` forces NVT > 1
+# (per-tile scratch buffers ub, gb, dkp of the causal backward)
+POISON_SHAPES = [(19, 16, 24, False), (37, 48, 40, True), (70, 64, 32, False)]
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+@pytest.mark.parametrize("N,D,DV,tiled", POISON_SHAPES,
+                         ids=[f"N{n}-D{d}-Dv{e}{'-tiled' if t else ''}" for n, d, e, t in POISON_SHAPES])
+def test_nan_poison_mode_changes_nothing(N, D, DV, tiled, variant, causal, monkeypatch):
+    """LINREPRO_NAN_POISON=1 fills every host-allocated buffer with NaN: every output and
+    gradient must still be finite and bit-identical to the run without it (no kernel reads
+    a row it did not write first, no output row is left unwritten)."""
+    mod = sys.modules[linear_attention_triton.__module__]
+    if tiled:
+        monkeypatch.setattr(mod, "_MAX_TILE_AREA", 512)
+    q, k, v, g = _inputs(1, 2, N, D, DV, torch.float32, seed=N + D)
+    assert (mod._Cfg(q, v, causal).NVT > 1) == tiled
+    kw = dict(variant=variant, causal=causal)
+    monkeypatch.delenv("LINREPRO_NAN_POISON", raising=False)
+    plain = _run(q, k, v, g, **kw)
+    monkeypatch.setenv("LINREPRO_NAN_POISON", "1")
+    poisoned = _run(q, k, v, g, **kw)
+    for name, a, b in zip(("o", "dq", "dk", "dv"), plain, poisoned):
+        assert torch.isfinite(b).all(), f"{name} has non-finite entries under NaN poisoning"
+        assert torch.equal(a, b), f"{name} differs under NaN poisoning"
+
+
+def test_nan_poison_exposes_an_unwritten_output(monkeypatch):
+    """The mode does what it is for: if the output kernel never ran, o comes back NaN."""
+    noncausal = _kernels_module("noncausal")
+    real_launch = noncausal._launch
+
+    def skip_out_kernel(kernel, *args, **kwargs):
+        if kernel is not noncausal._nc_out_kernel:
+            real_launch(kernel, *args, **kwargs)
+
+    monkeypatch.setattr(noncausal, "_launch", skip_out_kernel)
+    monkeypatch.setenv("LINREPRO_NAN_POISON", "1")
+    q, k, v, _ = _inputs(1, 1, 20, 16, 16, torch.float32, seed=6)
+    o = linear_attention_triton(q, k, v, variant="eq7", causal=False)
+    assert torch.isnan(o).all()
+
 try:
     from hypothesis import given, settings, strategies as st
 except ImportError:  # only the fuzz test needs hypothesis

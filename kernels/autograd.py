@@ -1,0 +1,128 @@
+"""Per-call launch configuration (``_Cfg``), the ``torch.autograd.Function`` and the public
+``linear_attention_triton``. The kernels and their launchers live in ``noncausal.py`` and
+``causal.py``; the math is documented in the package docstring (``kernels/__init__.py``).
+
+``_Cfg`` and its tile caps sit here, next to the entry point, because the tests force the
+Dv-tiled path by patching ``_MAX_TILE_AREA`` on the module of ``linear_attention_triton``.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+from torch.autograd.function import once_differentiable
+
+from .causal import _c_backward, _c_forward
+from .common import _device_guard, _interpret, _pow2, _sm_count, _split_rows, _unit_last
+from .noncausal import _nc_backward, _nc_forward
+
+__all__ = ["linear_attention_triton"]
+
+# Largest fp32 state tile (BD × BV elements) one program keeps in registers. Wider Dv is
+# split into NVT = cdiv(Dv, BV) tiles. 128×128 compiles cleanly for sm_90 with tf32 dots
+# (fp16/bf16 inputs); 256×256 runs out of registers. fp32 inputs use tf32x3 dots, whose
+# operand splitting triples shared memory and registers, hence the smaller cap.
+_MAX_TILE_AREA = 128 * 128
+_MAX_TILE_AREA_FP32 = 64 * 64
+
+
+class _Cfg:
+    """Block sizes, split sizes and compile flags for one call."""
+
+    def __init__(self, q: torch.Tensor, v: torch.Tensor, causal: bool):
+        B, H, N, D = q.shape
+        DV = v.shape[-1]
+        self.B, self.H, self.N, self.D, self.DV = B, H, N, D, DV
+        self.BH = B * H
+        self.BD, BDV = _pow2(D), _pow2(DV)
+        cap = _MAX_TILE_AREA if q.dtype in (torch.float16, torch.bfloat16) else min(_MAX_TILE_AREA, _MAX_TILE_AREA_FP32)
+        self.BV = min(BDV, max(16, cap // self.BD))
+        self.NVT = triton.cdiv(DV, self.BV)
+        on_gpu = q.device.type == "cuda" and not _interpret()
+        if on_gpu:
+            # Picked from sm_90 AOT compiles (ptxas register/spill reports): 8 warps with
+            # 32-row blocks (16-row chunks when causal) keep D, Dv ≤ 128 at ≤ 255 registers
+            # with no or little spilling, for tf32 and tf32x3 dots alike.
+            self.block_n = 32
+            self.block_c = 16
+            self.num_warps = 8 if self.BD * self.BV > 32 * 32 else 4
+            self.num_warps_c = self.num_warps
+            sms = _sm_count(q.device)
+            target = 8 * sms                # programs of a split-K / causal pass (× NVT)
+            target_rows = 16 * sms          # programs of a non-causal row pass (stateless, finer)
+            min_blocks = 4
+        else:                                          # interpreter: small blocks, several splits to exercise them
+            self.block_n = 16
+            self.block_c = 16
+            self.num_warps = self.num_warps_c = 4
+            target = 3 * self.BH
+            target_rows = 2 * self.BH
+            min_blocks = 1
+        blk = max(self.block_n, self.block_c) if causal else self.block_n
+        # split-K passes (and every causal pass: they share the per-split prefix states)
+        self.rows_per_split, self.n_splits = _split_rows(N, blk, self.BH, target, min_blocks)
+        # non-causal output / dq / dk-dv passes
+        self.row_rows, self.row_splits = _split_rows(N, self.block_n, self.BH, target_rows, min_blocks)
+        self.L = D * DV + D + DV
+        if getattr(torch.version, "hip", None):
+            self.prec = "ieee"
+        elif q.dtype == torch.float32:
+            self.prec = "tf32x3"        # ~fp32-accurate on tensor cores; "ieee" FMA dots spill badly
+        else:
+            self.prec = "tf32"          # fp16/bf16 inputs: operands stay fp32 (S can exceed the fp16 range)
+
+    def meta(self, **kw):
+        d = dict(BD=self.BD, BV=self.BV, NVT=self.NVT, PREC=self.prec)
+        d.update(kw)
+        return d
+
+
+class _AffineLinearAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, variant, causal, score_scale, eps):
+        with _device_guard(q):
+            q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
+            cfg = _Cfg(q, v, causal)
+            eq4 = variant == "eq4"
+            run = _c_forward if causal else _nc_forward
+            o, state = run(cfg, q, k, v, eq4, float(score_scale), float(eps))
+        ctx.save_for_backward(q, k, v, state)
+        ctx.cfg = cfg
+        ctx.eq4 = eq4
+        ctx.causal = causal
+        ctx.score_scale = float(score_scale)
+        ctx.eps = float(eps)
+        return o
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        q, k, v, state = ctx.saved_tensors
+        with _device_guard(g):
+            run = _c_backward if ctx.causal else _nc_backward
+            dq, dk, dv = run(ctx.cfg, q, k, v, _unit_last(g), state, ctx.eq4, ctx.score_scale, ctx.eps)
+        return dq, dk, dv, None, None, None, None
+
+
+def linear_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, variant: str = "eq7",
+                            causal: bool = False, score_scale: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """Affine linear attention (eq4 / eq7, causal or not) with Triton kernels; differentiable in q, k, v.
+
+    q, k: (B, H, N, D); v: (B, H, N, Dv); one device and a float32, float16 or bfloat16
+    dtype (validated by ``linrepro.attention.linear_attention``; float64 raises a
+    ``TypeError``: the kernels compute in fp32). The output has the input dtype; all
+    accumulation is fp32. Tensors whose last dim is not unit-stride are copied; other
+    strided layouts (e.g. a (B, N, H, D) tensor viewed as (B, H, N, D)) are used in place.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dtype == torch.float64:
+            raise TypeError(
+                f"the Triton backend does not support {t.dtype} ({name} is {t.dtype}): its kernels compute "
+                "in float32, so the result would silently lose float64 precision. Use backend='torch' or "
+                "backend='reference' for float64 inputs, or cast to float32."
+            )
+    if variant not in ("eq4", "eq7"):
+        raise ValueError(f"unknown variant {variant!r}; expected 'eq4' or 'eq7'")
+    if q.shape[2] == 0:
+        # empty sequence: nothing to launch; keep the graph connected for autograd
+        return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum() + v.sum())
+    return _AffineLinearAttention.apply(q, k, v, variant, bool(causal), float(score_scale), float(eps))
