@@ -1,7 +1,8 @@
 """Training grids for notebook 03: data export, one open_clip_train run per (model, attention),
-zero-shot evaluation per domain. Each run's folder keeps open_clip_train's checkpoints and
-linrepro's ``steps.csv``; ``summary.json`` is written last, so a folder without it is a run
-that did not finish.
+zero-shot evaluation per domain. Each run's folder keeps open_clip_train's ``out.log``, one
+checkpoint (the newest epoch: with optimizer state while the run can still be resumed, weights
+only once it has finished) and linrepro's ``steps.csv``; ``summary.json`` is written last, so a
+folder without it is a run that did not finish.
 """
 from __future__ import annotations
 
@@ -89,8 +90,17 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
     torchrun processes takes ``batch_size // nproc``), then zero-shot on each domain's val split.
 
     An interrupted run resumes from its latest checkpoint; a finished one (``summary.json``) is reused.
+    Only the newest checkpoint is kept, and once ``summary.json`` is written it is made weights only
+    (:func:`linrepro.train.finalize_checkpoints`).
     """
-    from linrepro.train import open_clip_args, read_steps, run_open_clip_train
+    from linrepro.train import (
+        epoch_checkpoints,
+        finalize_checkpoints,
+        is_weights_only,
+        open_clip_args,
+        read_steps,
+        run_open_clip_train,
+    )
 
     if nproc < 1 or batch_size % nproc:
         raise ValueError(f"batch_size {batch_size} must be a multiple of nproc {nproc}")
@@ -100,6 +110,10 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
     if (run / "summary.json").exists():
         return json.loads((run / "summary.json").read_text())
     resume = "latest" if (run / "checkpoints").exists() else None   # an interrupted run continues
+    ckpts = epoch_checkpoints(run / "checkpoints")
+    if ckpts and is_weights_only(ckpts[-1]):
+        raise RuntimeError(f"{run} finished (its checkpoint {ckpts[-1].name} holds weights only, nothing to "
+                           f"resume from) but has no summary.json; delete the folder to train it again")
     args = open_clip_args(model=model_name, train_data=dataset.get("train_data") or dataset["train_csv"], logs=logs,
                           name=name, epochs=epochs, batch_size=batch_size // nproc, lr=lr, warmup=warmup,
                           precision=precision, seed=seed, resume=resume,
@@ -113,7 +127,7 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
         model = None
     train_s = time.perf_counter() - t
     steps = read_steps(run)
-    ckpts = sorted((run / "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    ckpts = epoch_checkpoints(run / "checkpoints")
     summary = {
         "model": model_name, "attention": attention, "score_scale": score_scale, "epochs": epochs,
         "batch_size": batch_size, "nproc": nproc, "lr": lr, "train_s": train_s, "steps": len(steps),
@@ -138,6 +152,7 @@ def train_and_evaluate(model_name: str, attention: str, dataset: dict, out_dir, 
         "zero_shot": zs,
     })
     write_json(run / "summary.json", summary)
+    finalize_checkpoints(run / "checkpoints")   # the run is done: the newest checkpoint, weights only
     return summary
 
 

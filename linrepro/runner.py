@@ -1,7 +1,8 @@
 """Run a notebook under a profile: validate, execute with papermill, record, report.
 
 Every run gets its own folder ``<outputs>/<profile>/<notebook>/<run-id>/`` holding
-``run.json`` (status), ``params.yaml``, ``provenance.json``, the executed ``.ipynb``,
+``run.json`` (status), ``params.yaml``, ``provenance.json``, the executed ``.ipynb`` (without
+the copy of plotly.js plotly inlines: ``report.html`` embeds it, see :mod:`linrepro.report`),
 ``report.html`` and whatever the notebook saved (``results.json``). ``run.json`` says
 ``running`` until the end, then ``ok`` or ``failed`` with the error: a failed run
 never looks like a success.
@@ -63,6 +64,18 @@ def _to_ipynb(src: Path, dest: Path) -> None:
     nbformat.write(nb, dest)
 
 
+def _strip_plotlyjs(executed: Path, log=print) -> None:
+    """The stored notebook keeps its figures (plotly JSON and HTML) but not plotly.js itself."""
+    if not executed.exists():
+        return
+    try:
+        from linrepro.report import strip_plotlyjs_file
+
+        strip_plotlyjs_file(executed)
+    except Exception as e:  # noqa: BLE001 - a larger notebook is no reason to fail a run
+        log(f"[linrepro] could not strip plotly.js from {executed.name}: {type(e).__name__}: {e}")
+
+
 def prepare(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> tuple[Path, dict]:
     """Resolve and validate; raises FileNotFoundError/ParamError before anything runs."""
     nb_path = project.resolve_notebook(notebook)
@@ -119,6 +132,7 @@ def execute(nb_path: Path, values: dict, profile: str, out_root: Path | None = N
             raise
     finally:
         src.unlink(missing_ok=True)
+        _strip_plotlyjs(executed, log)
     if executed.exists():
         try:
             from linrepro.report import notebook_to_html

@@ -76,8 +76,9 @@ def setup_notebook() -> None:
     """Call at the top of a notebook: plotly renders in JupyterLab and in offline HTML reports."""
     import plotly.io as pio
 
-    # mimetype for JupyterLab, 'notebook' (connected=False) inlines plotly.js once so the
-    # nbconvert HTML renders offline. The default renderer makes nbconvert drop figures.
+    # mimetype for JupyterLab, 'notebook' (connected=False) adds each figure's HTML for nbconvert
+    # and inlines plotly.js once; a recorded run's stored .ipynb drops that copy and its report.html
+    # embeds plotly.js itself (linrepro.report). The default renderer makes nbconvert drop figures.
     pio.renderers.default = "plotly_mimetype+notebook"
 
 

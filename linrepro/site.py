@@ -24,7 +24,8 @@ table.ledger td:nth-child(5){font-size:.9em} table.ledger td:first-child{color:#
 
 
 def collect_runs(out_root: Path | None = None) -> list[dict]:
-    """Every ``run.json`` below ``<outputs>/<profile>/<notebook>/<run-id>/``, newest first."""
+    """Every ``run.json`` below ``<outputs>/<profile>/<notebook>/<run-id>/``, newest first (by start
+    time; a run whose run.json cannot be read has none and comes last)."""
     root = Path(out_root) if out_root else project.outputs_dir()
     runs = []
     for meta_path in root.glob("*/*/*/run.json"):
@@ -37,7 +38,7 @@ def collect_runs(out_root: Path | None = None) -> list[dict]:
                     "run_id": meta_path.parts[-2], "status": "failed", "error": f"unreadable run.json: {e}"}
         meta["dir"] = meta_path.parent
         runs.append(meta)
-    runs.sort(key=lambda m: (m.get("notebook", ""), m.get("profile", ""), m.get("started", "")), reverse=False)
+    runs.sort(key=lambda m: (m.get("started", ""), m.get("run_id", "")), reverse=True)
     return runs
 
 
@@ -95,7 +96,7 @@ def build_site(out_root: Path | None = None) -> Path:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>linrepro reports</title>"
              f"<style>{_CSS}</style></head><body>",
              "<h1>linrepro</h1><p class=muted>Linear attention in CLIP-style transformers "
-             "(arXiv:2604.10064). The claims ledger first, then every run of every notebook, newest last. "
+             "(arXiv:2604.10064). The claims ledger first, then every run of every notebook, newest first. "
              "Everything opens offline.</p>", _ledger_section(latest_ledger(runs), root, site_dir),
              "<h2 id=reports>Reports</h2>"]
     if not runs:
@@ -103,7 +104,7 @@ def build_site(out_root: Path | None = None) -> Path:
     for nb in sorted(by_nb):
         parts.append(f"<h3 id=\"{html.escape(nb)}\">{html.escape(nb)}</h3><table><tr><th>profile</th>"
                      "<th>status</th><th>started (UTC)</th><th>time</th><th>run</th><th></th></tr>")
-        parts.extend(_row(m, site_dir) for m in sorted(by_nb[nb], key=lambda m: (m.get("profile", ""), m.get("started", ""))))
+        parts.extend(_row(m, site_dir) for m in by_nb[nb])   # collect_runs' order: newest first
         parts.append("</table>")
     parts.append("</body></html>\n")
     index = site_dir / "index.html"

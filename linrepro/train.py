@@ -11,6 +11,11 @@ linrepro only adds what open_clip_train lacks, as patches applied in this proces
   modules; the launcher constructs DDP with ``device_ids=None`` there (gloo backend);
 * checkpoints are written to a temp file and renamed, so a run killed while saving never
   leaves a corrupt ``epoch_N.pt`` for ``--resume latest`` to pick;
+* one checkpoint per run, not one per epoch: :func:`open_clip_args` passes open_clip_train's
+  ``--delete-previous-checkpoint`` (``epoch_N.pt`` is removed once ``epoch_N+1.pt`` is saved,
+  so ``--resume latest`` always finds the newest one), and :func:`finalize_checkpoints` turns a
+  finished run's last checkpoint into weights only (no optimizer state: a third of the size).
+  Nothing reads an earlier epoch, and with no validation there is no "best" one to keep;
 * per-step logging: open_clip_train's TensorBoard writer is replaced by :class:`StepLog`,
   which writes every scalar per step to ``steps.csv``/``steps.jsonl`` in the run folder, and
   stops the run with an error naming the step when the loss is not finite. On resume, logged
@@ -218,8 +223,10 @@ def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto
 def open_clip_args(*, model: str, train_data: str, logs: str, name: str, epochs: int, batch_size: int,
                    lr: float, warmup: int = 10, wd: float = 0.1, workers: int = 0, precision: str = "fp32",
                    seed: int = 0, dataset_type: str = "csv", train_num_samples: int | None = None,
-                   save_frequency: int = 1, resume: str | None = None, extra: list[str] | None = None) -> list[str]:
-    """The open_clip_train command line for one run (every step logged, checkpoints each epoch)."""
+                   save_frequency: int = 1, resume: str | None = None, keep_all_checkpoints: bool = False,
+                   extra: list[str] | None = None) -> list[str]:
+    """The open_clip_train command line for one run: every step logged, a checkpoint each epoch of
+    which only the newest is kept (``keep_all_checkpoints``: every ``epoch_N.pt`` stays)."""
     args = ["--model", model, "--train-data", str(train_data), "--dataset-type", dataset_type,
             "--logs", str(logs), "--name", name, "--epochs", str(epochs), "--batch-size", str(batch_size),
             "--lr", str(lr), "--warmup", str(warmup), "--wd", str(wd), "--workers", str(workers),
@@ -230,9 +237,55 @@ def open_clip_args(*, model: str, train_data: str, logs: str, name: str, epochs:
         args += ["--csv-img-key", "filepath", "--csv-caption-key", "title", "--csv-separator", "\t"]
     if train_num_samples:
         args += ["--train-num-samples", str(train_num_samples)]
+    if not keep_all_checkpoints:
+        if save_frequency != 1:  # open_clip_train deletes epoch_{N-1}.pt, which exists only at frequency 1
+            raise ValueError("only the latest checkpoint can be kept with save_frequency 1")
+        args += ["--delete-previous-checkpoint"]
     if resume:
         args += ["--resume", resume]
     return args + list(extra or [])
+
+
+def _epoch_of(path: Path) -> int:
+    return int(path.stem.split("_")[1])
+
+
+def epoch_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """``epoch_N.pt`` files of a run's ``checkpoints/`` folder, oldest first."""
+    d = Path(checkpoint_dir)
+    found = [p for p in d.glob("epoch_*.pt") if p.stem.split("_")[1].isdigit()] if d.is_dir() else []
+    return sorted(found, key=_epoch_of)
+
+
+def is_weights_only(checkpoint: str | Path) -> bool:
+    """True for a checkpoint :func:`finalize_checkpoints` wrote (no optimizer state to resume from)."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    return "optimizer" not in ck
+
+
+def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
+    """After a run has finished: keep its newest ``epoch_N.pt`` only, as weights only.
+
+    Older epochs and leftovers of a kill mid-save (``*.partial``, open_clip_train's ``tmp.pt``)
+    are deleted; the optimizer and grad-scaler state is dropped from the newest checkpoint (it
+    only serves ``--resume``, which a finished run never needs). ``epoch`` and ``state_dict``
+    stay, so :func:`linrepro.experiments.load_model` and open_clip's ``--pretrained`` read it as
+    before. Written to a temp file and renamed. Returns the kept checkpoint (None if there is none).
+    """
+    d = Path(checkpoint_dir)
+    ckpts = epoch_checkpoints(d)
+    for p in ckpts[:-1] + sorted(d.glob("*.partial")) + ([d / "tmp.pt"] if (d / "tmp.pt").exists() else []):
+        p.unlink(missing_ok=True)
+    if not ckpts:
+        return None
+    last = ckpts[-1]
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    if "optimizer" in ck or "scaler" in ck:
+        slim = {k: v for k, v in ck.items() if k not in ("optimizer", "scaler")}
+        tmp = last.with_name(last.name + ".partial")
+        torch.save(slim, tmp)
+        os.replace(tmp, last)
+    return last
 
 
 _created: list = []

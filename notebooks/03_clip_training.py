@@ -82,7 +82,9 @@ print("\n".join(grid["captions"][::7]))
 # %% [markdown]
 # ## Training
 # One open_clip_train run per (model, attention), in this process. Each run folder keeps
-# open_clip_train's `out.log` and checkpoints, and linrepro's per-step `steps.csv`.
+# open_clip_train's `out.log`, its last checkpoint (`checkpoints/epoch_N.pt`: earlier epochs are
+# deleted as training goes, and the optimizer state once the run has finished, leaving the
+# weights that notebooks 04-06 load) and linrepro's per-step `steps.csv`.
 
 # %%
 summaries = ex.train_grid(models, attentions, dataset, out / "runs", batch_sizes=batch_sizes, batch_size=batch_size,

@@ -128,6 +128,32 @@ def test_runs_are_recorded_never_overwritten_and_failures_marked(tiny):
     assert prov["versions"]["torch"] and prov["date"] and "cpu" in prov["device"]
     assert "failing on purpose" in next(m for m in metas if m["status"] == "failed")["error"]
     assert not (bad / "results.json").exists() and (bad / "report.html").exists()
+    # plotly.js is stored once per run: in the report (self-contained), not in the executed notebook
+    stored = (ok / "01_tiny.ipynb").read_text()
+    assert "plotly.js v" not in stored and "application/vnd.plotly.v1+json" in stored
+    assert (ok / "01_tiny.ipynb").stat().st_size < 200_000
+    assert (ok / "report.html").read_text().count("plotly.js v") == 1
     r = cli("site", env=env, cwd=tiny)
     index = Path(r.stdout.strip()).read_text()
     assert index.count("<tr>") == 3 and "failed" in index and "failing on purpose" in index
+
+
+def test_site_lists_runs_newest_first(tmp_path):
+    from linrepro.site import collect_runs
+
+    out = tmp_path / "outputs"
+    started = {"run-a": "2026-01-02T10:00:00Z", "run-b": "2026-01-03T09:00:00Z", "run-c": "2026-01-01T23:00:00Z"}
+    for i, (rid, t) in enumerate(started.items()):
+        d = out / ("cpu" if i == 1 else "smoke") / "01_tiny" / rid
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"notebook": "01_tiny", "profile": d.parts[-3], "run_id": rid,
+                                                "status": "ok", "started": t}))
+    broken = out / "smoke" / "01_tiny" / "run-z"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    assert [m["run_id"] for m in collect_runs(out)] == ["run-b", "run-a", "run-c", "run-z"]
+    r = cli("site", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    index = Path(r.stdout.strip()).read_text()
+    assert index.index("run-b") < index.index("run-a") < index.index("run-c") < index.index("run-z")
+    assert "newest first" in index

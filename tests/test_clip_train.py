@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from linrepro import clip
-from linrepro.train import StepLog, NonFiniteLossError, open_clip_args, read_steps
+from linrepro.train import NonFiniteLossError, StepLog, epoch_checkpoints, open_clip_args, read_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,23 +92,85 @@ def test_text_tower_is_causal_and_vision_is_not():
     assert not torch.allclose(f1[0, 1], f2[0, 1], atol=1e-6)  # first patch sees the last one: non-causal
 
 
-def test_one_training_step_changes_vision_and_text_attention(tiny_csv, tmp_path):
+ATTENTION_KEYS = ("visual.transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.attn.in_proj_weight",
+                  "visual.transformer.resblocks.1.attn.out_proj.weight", "transformer.resblocks.1.attn.out_proj.weight")
+
+
+def test_one_training_step_changes_vision_and_text_attention(tiny_csv, tmp_path, monkeypatch):
+    """open_clip_train trains the swapped model: the model it builds is linear attention right
+    after the swap, and one step moves both towers' attention weights away from that untrained init.
+
+    The init is captured where the swap happens (not rebuilt from a seed, which could differ from
+    the model open_clip_train built and make the comparison pass whatever was trained)."""
     from linrepro.train import run_open_clip_train
 
+    real_swap = clip.swap_attention
+    inits = []
+
+    def swap_and_snapshot(model, *args, **kw):
+        out = real_swap(model, *args, **kw)
+        inits.append((clip.attention_of(model),
+                      {k: v.detach().clone() for k, v in model.state_dict().items()}))
+        return out
+
+    monkeypatch.setattr(clip, "swap_attention", swap_and_snapshot)
     args = open_clip_args(model="tiny-S", train_data=tiny_csv, logs=tmp_path, name="one", epochs=1,
                           batch_size=48, lr=1e-3, warmup=0)
-    before, _, _ = clip.create_model("tiny-S", "eq7")
     model = run_open_clip_train(args, attention="eq7")
+    assert len(inits) == 1, "open_clip_train's model did not go through the attention swap"
+    init_attention, init = inits[0]
+    assert init_attention == "eq7", f"the model open_clip_train trained was built with {init_attention} attention"
     assert clip.attention_of(model) == "eq7"
-    init = torch.load(tmp_path / "one" / "checkpoints" / "epoch_1.pt", map_location="cpu", weights_only=False)
     assert len(read_steps(tmp_path / "one")) == 1
-    # compare the trained weights against a fresh model of the same seed (open_clip_train seeds with 0)
-    torch.manual_seed(0)
-    fresh, _, _ = clip.create_model("tiny-S", "eq7")
-    sd = {k.removeprefix("module."): v for k, v in init["state_dict"].items()}
-    for key in ("visual.transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.attn.in_proj_weight",
-                "visual.transformer.resblocks.1.attn.out_proj.weight", "transformer.resblocks.1.attn.out_proj.weight"):
-        assert not torch.allclose(sd[key], fresh.state_dict()[key]), key
+    ck = torch.load(tmp_path / "one" / "checkpoints" / "epoch_1.pt", map_location="cpu", weights_only=False)
+    trained = {k.removeprefix("module."): v for k, v in ck["state_dict"].items()}
+    assert trained.keys() == init.keys()
+    for key in ATTENTION_KEYS:
+        assert not torch.allclose(trained[key], init[key]), f"{key} did not change in training"
+    assert torch.equal(trained[ATTENTION_KEYS[0]], model.state_dict()[ATTENTION_KEYS[0]])  # the model we got
+
+
+def test_short_training_keeps_only_the_latest_checkpoint(tiny_csv, tmp_path):
+    """open_clip_train saves epoch_N.pt every epoch; only the newest stays, with optimizer state
+    (resumable) while training, as weights only once linrepro has finalized the run."""
+    from linrepro.train import finalize_checkpoints, run_open_clip_train
+
+    args = open_clip_args(model="tiny-S", train_data=tiny_csv, logs=tmp_path, name="three", epochs=3,
+                          batch_size=16, lr=1e-3, warmup=0)
+    model = run_open_clip_train(args, attention="eq7")
+    ckpt = tmp_path / "three" / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_3.pt"]
+    ck = torch.load(ckpt / "epoch_3.pt", map_location="cpu", weights_only=False)
+    assert ck["epoch"] == 3 and "optimizer" in ck
+    full = (ckpt / "epoch_3.pt").stat().st_size
+    assert finalize_checkpoints(ckpt) == ckpt / "epoch_3.pt"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_3.pt"]
+    slim = torch.load(ckpt / "epoch_3.pt", map_location="cpu", weights_only=False)
+    assert "optimizer" not in slim and slim["epoch"] == 3
+    assert (ckpt / "epoch_3.pt").stat().st_size < full / 2
+    for k, v in model.state_dict().items():
+        assert torch.equal(slim["state_dict"][k], v), k
+
+
+def test_finished_run_leaves_one_weights_only_checkpoint_that_loads(tiny_csv, tmp_path):
+    """Through linrepro.experiments (what notebook 03 calls): the run folder ends with exactly one
+    checkpoint, the last epoch's, which summary['checkpoint'] names and load_model reads."""
+    from linrepro import experiments as ex
+    from linrepro.train import is_weights_only
+
+    dataset = {"train_csv": str(tiny_csv), "domains": [], "resolution": None, "seed": 0, "val_fraction": 0.2,
+               "n_per_domain": None, "classnames": None}
+    s = ex.train_and_evaluate("tiny-S", "eq7", dataset, tmp_path, epochs=2, batch_size=16, lr=1e-3, warmup=0)
+    ckpt = tmp_path / "tiny-S-eq7" / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch_2.pt"]
+    assert s["checkpoint"] == str(ckpt / "epoch_2.pt") and is_weights_only(s["checkpoint"])
+    model, _, _ = ex.load_model(s)
+    assert clip.attention_of(model) == "eq7"
+    assert ex.train_and_evaluate("tiny-S", "eq7", dataset, tmp_path, epochs=2, batch_size=16, lr=1e-3,
+                                 warmup=0) == json.loads(json.dumps(s))   # finished: reused, not retrained
+    (tmp_path / "tiny-S-eq7" / "summary.json").unlink()
+    with pytest.raises(RuntimeError, match="weights only"):
+        ex.train_and_evaluate("tiny-S", "eq7", dataset, tmp_path, epochs=2, batch_size=16, lr=1e-3, warmup=0)
 
 
 def test_nonfinite_loss_names_the_step(tmp_path):
@@ -149,7 +211,7 @@ def test_killed_run_resumes_without_gap_or_repeat(tiny_csv, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = tmp_path / "res" / "checkpoints"
     t0 = time.time()
-    while not (ckpt / "epoch_1.pt").exists():
+    while not epoch_checkpoints(ckpt):   # only the newest epoch_N.pt is kept: wait for any
         assert proc.poll() is None, "training ended before its first checkpoint"
         assert time.time() - t0 < 300
         time.sleep(0.05)
@@ -166,3 +228,7 @@ def test_killed_run_resumes_without_gap_or_repeat(tiny_csv, tmp_path):
     steps = [s["step"] for s in read_steps(tmp_path / "res")]
     assert steps == list(range(epochs * per_epoch))
     assert (ckpt / f"epoch_{epochs}.pt").exists()
+    # earlier epochs were deleted as newer ones were saved (a kill between saving epoch_k and
+    # deleting epoch_k-1 may leave that one: finalize_checkpoints removes it when a run finishes)
+    left = [p.name for p in epoch_checkpoints(ckpt)]
+    assert left[-1] == f"epoch_{epochs}.pt" and len(left) <= 2, left

@@ -45,6 +45,10 @@ def test_smoke_profile_runs(stem, smoke_outputs):
     html = (run / "report.html").read_text()
     assert "Plotly.newPlot" in html
     assert html.count("plotly.js v") == 1  # plotly.js inlined exactly once
+    # ... and stored nowhere else in the run: the executed notebook keeps its figures' plotly JSON
+    stored = (run / f"{stem}.ipynb").read_text()
+    assert "plotly.js v" not in stored and "application/vnd.plotly.v1+json" in stored
+    assert len(stored) < 2_000_000, f"{stem}.ipynb is {len(stored):,} bytes"
     assert remote_resources(html) == []
     if "$" in (ROOT / "notebooks" / f"{stem}.py").read_text():
         assert "<math" in html  # LaTeX became MathML, no MathJax needed
@@ -56,7 +60,7 @@ def test_smoke_reproduce_exits_zero_and_builds_the_site(smoke_outputs):
     assert (smoke_outputs["dir"] / "site" / "index.html").exists()
 
 
-def test_papermill_reads_every_parameter():
+def test_papermill_reads_every_parameter(tmp_path, monkeypatch):
     """papermill's own parser trips on '=' inside a parameter's comment and then warns that the
     parameter is unknown; keep parameter cells in the form it reads."""
     import papermill as pm
@@ -64,13 +68,11 @@ def test_papermill_reads_every_parameter():
     from linrepro.params import notebook_params
     from linrepro.runner import _to_ipynb
 
+    monkeypatch.setenv("LINREPRO_OUTPUTS", str(tmp_path / "outputs"))   # nothing lands in the repo's outputs/
     for stem in profile_notebooks("cpu"):
         nb = ROOT / "notebooks" / f"{stem}.py"
-        tmp = ROOT / "outputs" / f".{stem}.inspect.ipynb"
-        tmp.parent.mkdir(exist_ok=True)
-        try:
-            _to_ipynb(nb, tmp)
-            seen = set(pm.inspect_notebook(str(tmp)))
-        finally:
-            tmp.unlink(missing_ok=True)
+        tmp = tmp_path / f"{stem}.inspect.ipynb"
+        _to_ipynb(nb, tmp)
+        seen = set(pm.inspect_notebook(str(tmp)))
         assert seen == set(notebook_params(nb)), stem
+    assert not (tmp_path / "outputs").exists()
