@@ -99,6 +99,7 @@ tile is at most 128×128 for fp16/bf16 inputs (e.g. D = Dv = 256 → BV = 64, NV
   ``LINREPRO_NAN_POISON=1`` (read on each call) they start out as NaN, so rows that no
   kernel writes show up in tests instead of reusing a previous call's values.
 """
+
 from .autograd import linear_attention_triton
 
 __all__ = ["linear_attention_triton"]

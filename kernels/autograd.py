@@ -5,6 +5,7 @@
 ``_Cfg`` and its tile caps sit here, next to the entry point, because the tests force the
 Dv-tiled path by patching ``_MAX_TILE_AREA`` on the module of ``linear_attention_triton``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,10 +48,10 @@ class _Cfg:
             self.num_warps = 8 if self.BD * self.BV > 32 * 32 else 4
             self.num_warps_c = self.num_warps
             sms = _sm_count(q.device)
-            target = 8 * sms                # programs of a split-K / causal pass (× NVT)
-            target_rows = 16 * sms          # programs of a non-causal row pass (stateless, finer)
+            target = 8 * sms  # programs of a split-K / causal pass (× NVT)
+            target_rows = 16 * sms  # programs of a non-causal row pass (stateless, finer)
             min_blocks = 4
-        else:                                          # interpreter: small blocks, several splits to exercise them
+        else:  # interpreter: small blocks, several splits to exercise them
             self.block_n = 16
             self.block_c = 16
             self.num_warps = self.num_warps_c = 4
@@ -66,9 +67,9 @@ class _Cfg:
         if getattr(torch.version, "hip", None):
             self.prec = "ieee"
         elif q.dtype == torch.float32:
-            self.prec = "tf32x3"        # ~fp32-accurate on tensor cores; "ieee" FMA dots spill badly
+            self.prec = "tf32x3"  # ~fp32-accurate on tensor cores; "ieee" FMA dots spill badly
         else:
-            self.prec = "tf32"          # fp16/bf16 inputs: operands stay fp32 (S can exceed the fp16 range)
+            self.prec = "tf32"  # fp16/bf16 inputs: operands stay fp32 (S can exceed the fp16 range)
 
     def meta(self, **kw):
         d = dict(BD=self.BD, BV=self.BV, NVT=self.NVT, PREC=self.prec)
@@ -103,8 +104,16 @@ class _AffineLinearAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None
 
 
-def linear_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, variant: str = "eq7",
-                            causal: bool = False, score_scale: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+def linear_attention_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    variant: str = "eq7",
+    causal: bool = False,
+    score_scale: float = 0.5,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """Affine linear attention (eq4 / eq7, causal or not) with Triton kernels; differentiable in q, k, v.
 
     q, k: (B, H, N, D); v: (B, H, N, Dv); one device and a float32, float16 or bfloat16

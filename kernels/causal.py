@@ -6,6 +6,7 @@ running state carried in registers; ``_c_dkv_kernel`` walks the chunks in revers
 running suffix state. When Dv is tiled (NVT > 1) dq and dk need sums over all Dv tiles, so
 ``_c_dq_part_kernel`` / ``_c_dkv_kernel`` write per-tile fp32 partials ([NVT, BH, N, D])
 that ``_c_dq_kernel`` / ``_c_dk_fin_kernel`` add up (no atomics)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -15,8 +16,24 @@ import triton
 import triton.language as tl
 
 from .common import (
-    _alloc, _alloc_like, _grad_buffers, _head_off, _interpret, _l2n_bwd, _launch, _load_l2n, _load_rows,
-    _load_state, _load_vec, _load_z, _prologue, _s4, _state, _state_off, _store_rows, _store_vec,
+    _alloc,
+    _alloc_like,
+    _grad_buffers,
+    _head_off,
+    _interpret,
+    _l2n_bwd,
+    _launch,
+    _load_l2n,
+    _load_rows,
+    _load_state,
+    _load_vec,
+    _load_z,
+    _prologue,
+    _s4,
+    _state,
+    _state_off,
+    _store_rows,
+    _store_vec,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,10 +68,37 @@ def _scan_splits_kernel(PART, OUT, n_splits, L, REVERSE: tl.constexpr, BLOCK: tl
 
 @triton.jit
 def _c_fwd_kernel(
-    Q, sqb, sqh, sqn, K, skb, skh, skn, V, svb, svh, svn, O, sob, soh, son, PRE,
-    H, N, D, DV, rows_per_split, n_splits, scale, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_C: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    Q,
+    sqb,
+    sqh,
+    sqn,
+    K,
+    skb,
+    skh,
+    skn,
+    V,
+    svb,
+    svh,
+    svn,
+    O,
+    sob,
+    soh,
+    son,
+    PRE,
+    H,
+    N,
+    D,
+    DV,
+    rows_per_split,
+    n_splits,
+    scale,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Causal output; program (bh, p, vt) walks the chunks of split p for Dv tile vt."""
     vt = tl.program_id(2)
@@ -73,7 +117,7 @@ def _c_fwd_kernel(
         kh, _rk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         v = _load_rows(V, vbase, rows, row_hi, svn, cv, DV)
         a = tl.dot(qh, tl.trans(kh), input_precision=PREC)
-        w = tl.where(causal, 1.0 + a, 0.0)                       # intra-chunk weights 1 + q̂·k̂
+        w = tl.where(causal, 1.0 + a, 0.0)  # intra-chunk weights 1 + q̂·k̂
         num = vs_run[None, :] + tl.dot(qh, s_run, input_precision=PREC) + tl.dot(w, v, input_precision=PREC)
         if EQ4:
             # count before the chunk + q̂·z_run + Σ_{j≤i in chunk}(1 + q̂_i·k̂_j)
@@ -89,10 +133,35 @@ def _c_fwd_kernel(
 
 @triton.jit
 def _c_dq_part_kernel(
-    K, skb, skh, skn, V, svb, svh, svn, G, sgb, sgh, sgn, PRE, UB, GB,
-    H, N, D, DV, BH, rows_per_split, n_splits, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_C: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    K,
+    skb,
+    skh,
+    skn,
+    V,
+    svb,
+    svh,
+    svn,
+    G,
+    sgb,
+    sgh,
+    sgn,
+    PRE,
+    UB,
+    GB,
+    H,
+    N,
+    D,
+    DV,
+    BH,
+    rows_per_split,
+    n_splits,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Only when Dv is tiled: per Dv tile vt, u_i^vt = S_i[:, vt] g_i[vt] → UB[vt] and
     g_i[vt]·vsum_i[vt] → GB[vt] (fp32 [NVT, BH, N, D] / [NVT, BH, N]); ``_c_dq_kernel`` sums them."""
@@ -122,11 +191,46 @@ def _c_dq_part_kernel(
 
 @triton.jit
 def _c_dq_kernel(
-    Q, sqb, sqh, sqn, K, skb, skh, skn, V, svb, svh, svn, G, sgb, sgh, sgn,
-    DQ, sdb, sdh, sdn, PRE, CROW, DDROW, UB, GB,
-    H, N, D, DV, BH, rows_per_split, n_splits, scale, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_C: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    Q,
+    sqb,
+    sqh,
+    sqn,
+    K,
+    skb,
+    skh,
+    skn,
+    V,
+    svb,
+    svh,
+    svn,
+    G,
+    sgb,
+    sgh,
+    sgn,
+    DQ,
+    sdb,
+    sdh,
+    sdn,
+    PRE,
+    CROW,
+    DDROW,
+    UB,
+    GB,
+    H,
+    N,
+    D,
+    DV,
+    BH,
+    rows_per_split,
+    n_splits,
+    scale,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Causal dq (and, for eq4, per-row 1/den and dd). With NVT == 1 the prefix state
     lives in registers; otherwise u and g·vsum come from ``_c_dq_part_kernel``."""
@@ -151,10 +255,10 @@ def _c_dq_kernel(
         if NVT == 1:
             v = _load_rows(V, vbase, rows, row_hi, svn, cv0, DV)
             g = _load_rows(G, gbase, rows, row_hi, sgn, cv0, DV)
-            gv = tl.where(causal, tl.dot(g, tl.trans(v), input_precision=PREC), 0.0)   # g_i·v_j, j ≤ i
+            gv = tl.where(causal, tl.dot(g, tl.trans(v), input_precision=PREC), 0.0)  # g_i·v_j, j ≤ i
             # u_i = S_i g_i = S_run g_i + Σ_{j≤i in chunk} (g_i·v_j) k̂_j
             u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh, input_precision=PREC)
-            gvs = tl.sum(g * vs_run[None, :], axis=1) + tl.sum(gv, axis=1)               # g_i·vsum_i
+            gvs = tl.sum(g * vs_run[None, :], axis=1) + tl.sum(gv, axis=1)  # g_i·vsum_i
         else:
             u = tl.zeros((BLOCK_C, BD), dtype=tl.float32)
             gvs = tl.zeros((BLOCK_C,), dtype=tl.float32)
@@ -170,7 +274,7 @@ def _c_dq_kernel(
             c = 1.0 / tl.maximum(d, eps)
             gnum = gvs + tl.sum(qh * u, axis=1)
             dd = tl.where(d >= eps, -gnum * c * c, 0.0)
-            z_i = z_run[None, :] + tl.dot(causal_f, kh, input_precision=PREC)       # prefix z at row i
+            z_i = z_run[None, :] + tl.dot(causal_f, kh, input_precision=PREC)  # prefix z at row i
             dqh = u * c[:, None] + dd[:, None] * z_i
             _store_vec(CROW, bh * N, rows, row_hi, c)
             _store_vec(DDROW, bh * N, rows, row_hi, dd)
@@ -186,11 +290,49 @@ def _c_dq_kernel(
 
 @triton.jit
 def _c_dkv_kernel(
-    Q, sqb, sqh, sqn, K, skb, skh, skn, V, svb, svh, svn, G, sgb, sgh, sgn,
-    DK, sdkb, sdkh, sdkn, DVO, sdvb, sdvh, sdvn, SUF, CROW, DDROW, DKP,
-    H, N, D, DV, BH, rows_per_split, n_splits, scale, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_C: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    Q,
+    sqb,
+    sqh,
+    sqn,
+    K,
+    skb,
+    skh,
+    skn,
+    V,
+    svb,
+    svh,
+    svn,
+    G,
+    sgb,
+    sgh,
+    sgn,
+    DK,
+    sdkb,
+    sdkh,
+    sdkn,
+    DVO,
+    sdvb,
+    sdvh,
+    sdvn,
+    SUF,
+    CROW,
+    DDROW,
+    DKP,
+    H,
+    N,
+    D,
+    DV,
+    BH,
+    rows_per_split,
+    n_splits,
+    scale,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Causal dv and dk by the reverse (suffix) recurrence; program (bh, p, vt).
 
@@ -204,7 +346,7 @@ def _c_dkv_kernel(
     gbase = _head_off(bh, H, sgb, sgh)
     dkbase = _head_off(bh, H, sdkb, sdkh)
     dvbase = _head_off(bh, H, sdvb, sdvh)
-    ii, causal = _chunk_mask(BLOCK_C)                 # [i, j]: i ≥ j
+    ii, causal = _chunk_mask(BLOCK_C)  # [i, j]: i ≥ j
     # running suffix state of all rows after this split: dS, dz, dvsum
     ds_run, dz_run, dvs_run = _load_state(SUF, _state_off(bh * n_splits + sp, D, DV), cd, cv, D, DV)
     for t in range(0, nblk):
@@ -218,11 +360,10 @@ def _c_dkv_kernel(
             dn = g * _load_vec(CROW, bh * N, rows, row_hi)[:, None]
         else:
             dn = g * scale
-        p = tl.dot(qh, tl.trans(kh), input_precision=PREC)                  # [i, j] = q̂_i·k̂_j
+        p = tl.dot(qh, tl.trans(kh), input_precision=PREC)  # [i, j] = q̂_i·k̂_j
         w = tl.where(causal, 1.0 + p, 0.0)
         # dv_j = dvsum_run + dS_runᵀ k̂_j + Σ_{i≥j in chunk} (1 + q̂_i·k̂_j) dn_i
-        dv = dvs_run[None, :] + tl.dot(kh, ds_run, input_precision=PREC) \
-            + tl.dot(tl.trans(w), dn, input_precision=PREC)
+        dv = dvs_run[None, :] + tl.dot(kh, ds_run, input_precision=PREC) + tl.dot(tl.trans(w), dn, input_precision=PREC)
         _store_rows(DVO, dvbase, rows, row_hi, sdvn, cv, DV, dv)
         # dk̂_j = dS_run v_j + Σ_{i≥j in chunk} (dn_i·v_j) q̂_i  [+ dz_j = dz_run + Σ_{i≥j in chunk} dd_i q̂_i]
         dnv = tl.dot(dn, tl.trans(v), input_precision=PREC)
@@ -249,10 +390,35 @@ def _c_dkv_kernel(
 
 @triton.jit
 def _c_dk_fin_kernel(
-    Q, sqb, sqh, sqn, K, skb, skh, skn, DK, sdkb, sdkh, sdkn, SUF, DDROW, DKP,
-    H, N, D, DV, BH, rows_per_split, n_splits, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_C: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    Q,
+    sqb,
+    sqh,
+    sqn,
+    K,
+    skb,
+    skh,
+    skn,
+    DK,
+    sdkb,
+    sdkh,
+    sdkn,
+    SUF,
+    DDROW,
+    DKP,
+    H,
+    N,
+    D,
+    DV,
+    BH,
+    rows_per_split,
+    n_splits,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Only when Dv is tiled: dk̂ = Σ_vt DKP[vt] (+ suffix dz for eq4), then dk."""
     bh, sp, row_lo, row_hi, nblk, cd, _cv = _prologue(N, rows_per_split, 0, BD, BV, BLOCK_C)
@@ -272,7 +438,7 @@ def _c_dk_fin_kernel(
         if EQ4:
             qh, _rq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
             dd = _load_vec(DDROW, bh * N, rows, row_hi)
-            w3 = causal_f * dd[:, None]                                    # [i, j] = dd_i for i ≥ j
+            w3 = causal_f * dd[:, None]  # [i, j] = dd_i for i ≥ j
             dkh += dz_run[None, :] + tl.dot(tl.trans(w3), qh, input_precision=PREC)
             dz_run += tl.sum(qh * dd[:, None], axis=0)
         dk = _l2n_bwd(kh, r, dkh, eps)
@@ -285,7 +451,13 @@ def _scan(cfg: _Cfg, part: torch.Tensor, reverse: bool) -> torch.Tensor:
     out = _alloc_like(part)
     block = 256 if _interpret() else 1024
     _scan_splits_kernel[(cfg.BH, triton.cdiv(cfg.L, block))](
-        part, out, cfg.n_splits, cfg.L, REVERSE=reverse, BLOCK=block, num_warps=4,
+        part,
+        out,
+        cfg.n_splits,
+        cfg.L,
+        REVERSE=reverse,
+        BLOCK=block,
+        num_warps=4,
     )
     return out
 
@@ -294,11 +466,30 @@ def _c_forward(cfg: _Cfg, q, k, v, eq4: bool, score_scale: float, eps: float):
     """(o, state): the output and the per-split exclusive prefix states saved for the backward."""
     o = _alloc(q.shape[:-1] + (cfg.DV,), q.device, q.dtype)
     part = _state(cfg, k, v, None, None, 1.0, eps, False, 1 if eq4 else 0, q.device)
-    state = _scan(cfg, part, reverse=False)                            # exclusive prefix per split
-    _launch(_c_fwd_kernel, (cfg.BH, cfg.n_splits, cfg.NVT), (
-        *_s4(q), *_s4(k), *_s4(v), *_s4(o), state,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.rows_per_split, cfg.n_splits, float(score_scale), float(eps),
-    ), cfg.meta(BLOCK_C=cfg.block_c, EQ4=eq4), "BLOCK_C", cfg.num_warps_c, 2)
+    state = _scan(cfg, part, reverse=False)  # exclusive prefix per split
+    _launch(
+        _c_fwd_kernel,
+        (cfg.BH, cfg.n_splits, cfg.NVT),
+        (
+            *_s4(q),
+            *_s4(k),
+            *_s4(v),
+            *_s4(o),
+            state,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.rows_per_split,
+            cfg.n_splits,
+            float(score_scale),
+            float(eps),
+        ),
+        cfg.meta(BLOCK_C=cfg.block_c, EQ4=eq4),
+        "BLOCK_C",
+        cfg.num_warps_c,
+        2,
+    )
     return o, state
 
 
@@ -310,30 +501,120 @@ def _c_backward(cfg: _Cfg, q, k, v, g, state, eq4: bool, s: float, eps: float):
     grid = (cfg.BH, cfg.n_splits)
     grid_v = (cfg.BH, cfg.n_splits, cfg.NVT)
     meta_c = cfg.meta(BLOCK_C=cfg.block_c, EQ4=eq4)
-    if cfg.NVT > 1:                                                     # Dv tiled: per-tile partials of u, g·vsum
+    if cfg.NVT > 1:  # Dv tiled: per-tile partials of u, g·vsum
         ub = _alloc((cfg.NVT, cfg.BH, cfg.N, cfg.D), dev, f32)
         gb = _alloc((cfg.NVT, cfg.BH, cfg.N), dev, f32) if eq4 else ub
-        _launch(_c_dq_part_kernel, grid_v, (
-            *_s4(k), *_s4(v), *_s4(g), state, ub, gb,
-            cfg.H, cfg.N, cfg.D, cfg.DV, cfg.BH, cfg.rows_per_split, cfg.n_splits, eps,
-        ), meta_c, "BLOCK_C", cfg.num_warps_c, 2)
+        _launch(
+            _c_dq_part_kernel,
+            grid_v,
+            (
+                *_s4(k),
+                *_s4(v),
+                *_s4(g),
+                state,
+                ub,
+                gb,
+                cfg.H,
+                cfg.N,
+                cfg.D,
+                cfg.DV,
+                cfg.BH,
+                cfg.rows_per_split,
+                cfg.n_splits,
+                eps,
+            ),
+            meta_c,
+            "BLOCK_C",
+            cfg.num_warps_c,
+            2,
+        )
     else:
         ub = gb = state
-    _launch(_c_dq_kernel, grid, (
-        *_s4(q), *_s4(k), *_s4(v), *_s4(g), *_s4(dq), state, crow, ddrow, ub, gb,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.BH, cfg.rows_per_split, cfg.n_splits, s, eps,
-    ), meta_c, "BLOCK_C", cfg.num_warps_c, 2)
+    _launch(
+        _c_dq_kernel,
+        grid,
+        (
+            *_s4(q),
+            *_s4(k),
+            *_s4(v),
+            *_s4(g),
+            *_s4(dq),
+            state,
+            crow,
+            ddrow,
+            ub,
+            gb,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.BH,
+            cfg.rows_per_split,
+            cfg.n_splits,
+            s,
+            eps,
+        ),
+        meta_c,
+        "BLOCK_C",
+        cfg.num_warps_c,
+        2,
+    )
     del ub, gb
     dpart = _state(cfg, q, g, crow, ddrow, 1.0 if eq4 else s, eps, eq4, 2 if eq4 else 0, dev)
-    dsuf = _scan(cfg, dpart, reverse=True)                              # exclusive suffix per split
+    dsuf = _scan(cfg, dpart, reverse=True)  # exclusive suffix per split
     dkp = _alloc((cfg.NVT, cfg.BH, cfg.N, cfg.D), dev, f32) if cfg.NVT > 1 else dsuf
-    _launch(_c_dkv_kernel, grid_v, (
-        *_s4(q), *_s4(k), *_s4(v), *_s4(g), *_s4(dk), *_s4(dv), dsuf, crow, ddrow, dkp,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.BH, cfg.rows_per_split, cfg.n_splits, s, eps,
-    ), meta_c, "BLOCK_C", cfg.num_warps_c, 2)
+    _launch(
+        _c_dkv_kernel,
+        grid_v,
+        (
+            *_s4(q),
+            *_s4(k),
+            *_s4(v),
+            *_s4(g),
+            *_s4(dk),
+            *_s4(dv),
+            dsuf,
+            crow,
+            ddrow,
+            dkp,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.BH,
+            cfg.rows_per_split,
+            cfg.n_splits,
+            s,
+            eps,
+        ),
+        meta_c,
+        "BLOCK_C",
+        cfg.num_warps_c,
+        2,
+    )
     if cfg.NVT > 1:
-        _launch(_c_dk_fin_kernel, grid, (
-            *_s4(q), *_s4(k), *_s4(dk), dsuf, ddrow, dkp,
-            cfg.H, cfg.N, cfg.D, cfg.DV, cfg.BH, cfg.rows_per_split, cfg.n_splits, eps,
-        ), meta_c, "BLOCK_C", cfg.num_warps_c, 2)
+        _launch(
+            _c_dk_fin_kernel,
+            grid,
+            (
+                *_s4(q),
+                *_s4(k),
+                *_s4(dk),
+                dsuf,
+                ddrow,
+                dkp,
+                cfg.H,
+                cfg.N,
+                cfg.D,
+                cfg.DV,
+                cfg.BH,
+                cfg.rows_per_split,
+                cfg.n_splits,
+                eps,
+            ),
+            meta_c,
+            "BLOCK_C",
+            cfg.num_warps_c,
+            2,
+        )
     return dq, dk, dv

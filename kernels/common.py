@@ -10,6 +10,7 @@
   ``_alloc_like``, the one place host code allocates buffers (NaN-filled when
   ``LINREPRO_NAN_POISON=1``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -126,13 +127,32 @@ def _load_z(P, off, cd, D, DV):
 # =========================================================================== state (split-K)
 @triton.jit
 def _state_kernel(
-    X, sxb, sxh, sxn,            # rows that get L2-normalised: k (forward) or q (backward)
-    Y, syb, syh, syn,            # v (forward) or g (backward)
-    CROW, DDROW,                 # fp32 [BH, N] per-row y-multiplier (1/den) and z-weight (dd)
-    PART,                        # fp32 [BH, n_splits, D*DV + D + DV]
-    H, N, D, DV, rows_per_split, n_splits, scale, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_N: tl.constexpr,
-    ROW_C: tl.constexpr, Z_MODE: tl.constexpr, PREC: tl.constexpr,
+    X,
+    sxb,
+    sxh,
+    sxn,  # rows that get L2-normalised: k (forward) or q (backward)
+    Y,
+    syb,
+    syh,
+    syn,  # v (forward) or g (backward)
+    CROW,
+    DDROW,  # fp32 [BH, N] per-row y-multiplier (1/den) and z-weight (dd)
+    PART,  # fp32 [BH, n_splits, D*DV + D + DV]
+    H,
+    N,
+    D,
+    DV,
+    rows_per_split,
+    n_splits,
+    scale,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    ROW_C: tl.constexpr,
+    Z_MODE: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """PART[bh, p] = [scale·Σ x̂_i y_iᵀ | Σ w_i x̂_i | scale·Σ y_i] over the rows of split p.
 
@@ -217,15 +237,19 @@ def _alloc_like(t: torch.Tensor) -> torch.Tensor:
 
 
 try:
-    from triton.runtime.errors import OutOfResources as _OutOfResources
-except Exception:  # pragma: no cover - very old triton
-    class _OutOfResources(Exception):
-        pass
-try:
-    from triton.runtime.errors import PTXASError as _PTXASError
-except Exception:  # pragma: no cover - triton without a PTXASError class
-    class _PTXASError(Exception):
-        pass
+    from triton.runtime import errors as _triton_errors
+except Exception:  # pragma: no cover - a triton without triton.runtime.errors
+    _triton_errors = None
+
+
+class _NeverRaised(Exception):
+    """Stands in for an error class this triton does not have."""
+
+
+# a launch that needs too much shared memory or too many registers raises one of these
+_OutOfResources: type[Exception] = getattr(_triton_errors, "OutOfResources", _NeverRaised)
+_PTXASError: type[Exception] = getattr(_triton_errors, "PTXASError", _NeverRaised)
+
 
 _LAUNCH_CHOICE: dict = {}
 
@@ -278,10 +302,29 @@ def _device_guard(t: torch.Tensor):
 def _state(cfg: _Cfg, x, y, crow, ddrow, scale, eps, row_c, z_mode, device):
     """fp32 [BH, n_splits, L] split-K partial states (see ``_state_kernel``)."""
     part = _alloc((cfg.BH, cfg.n_splits, cfg.L), device, torch.float32)
-    _launch(_state_kernel, (cfg.BH, cfg.n_splits, cfg.NVT), (
-        *_s4(x), *_s4(y), crow if crow is not None else part, ddrow if ddrow is not None else part, part,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.rows_per_split, cfg.n_splits, float(scale), float(eps),
-    ), cfg.meta(BLOCK_N=cfg.block_n, ROW_C=row_c, Z_MODE=z_mode), "BLOCK_N", cfg.num_warps, 3)
+    _launch(
+        _state_kernel,
+        (cfg.BH, cfg.n_splits, cfg.NVT),
+        (
+            *_s4(x),
+            *_s4(y),
+            crow if crow is not None else part,
+            ddrow if ddrow is not None else part,
+            part,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.rows_per_split,
+            cfg.n_splits,
+            float(scale),
+            float(eps),
+        ),
+        cfg.meta(BLOCK_N=cfg.block_n, ROW_C=row_c, Z_MODE=z_mode),
+        "BLOCK_N",
+        cfg.num_warps,
+        3,
+    )
     return part
 
 

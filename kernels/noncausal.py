@@ -1,6 +1,7 @@
 """Non-causal form: the split-K partial states (``common._state_kernel``) are reduced with
 ``torch.sum`` over the split dim (deterministic, no atomics), then ``_nc_out_kernel`` /
 ``_nc_dq_kernel`` / ``_nc_dkv_kernel`` stream rows with the reduced state in registers."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -9,8 +10,21 @@ import triton
 import triton.language as tl
 
 from .common import (
-    _alloc, _grad_buffers, _head_off, _l2n_bwd, _launch, _load_l2n, _load_rows, _load_state, _load_z,
-    _prologue, _s4, _state, _state_off, _store_rows, _store_vec,
+    _alloc,
+    _grad_buffers,
+    _head_off,
+    _l2n_bwd,
+    _launch,
+    _load_l2n,
+    _load_rows,
+    _load_state,
+    _load_z,
+    _prologue,
+    _s4,
+    _state,
+    _state_off,
+    _store_rows,
+    _store_vec,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,10 +34,29 @@ if TYPE_CHECKING:  # pragma: no cover
 # =========================================================================== kernels
 @triton.jit
 def _nc_out_kernel(
-    Q, sqb, sqh, sqn, O, sob, soh, son, ST,
-    H, N, D, DV, rows_per_split, n_f, scale, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_N: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    Q,
+    sqb,
+    sqh,
+    sqn,
+    O,
+    sob,
+    soh,
+    son,
+    ST,
+    H,
+    N,
+    D,
+    DV,
+    rows_per_split,
+    n_f,
+    scale,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """o = s(vsum + Sᵀq̂) or (vsum + Sᵀq̂)/max(N + q̂·z, eps); program (bh, p, vt)."""
     vt = tl.program_id(2)
@@ -45,10 +78,35 @@ def _nc_out_kernel(
 
 @triton.jit
 def _nc_dq_kernel(
-    Q, sqb, sqh, sqn, G, sgb, sgh, sgn, DQ, sdb, sdh, sdn, ST, CROW, DDROW,
-    H, N, D, DV, rows_per_split, n_f, scale, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_N: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    Q,
+    sqb,
+    sqh,
+    sqn,
+    G,
+    sgb,
+    sgh,
+    sgn,
+    DQ,
+    sdb,
+    sdh,
+    sdn,
+    ST,
+    CROW,
+    DDROW,
+    H,
+    N,
+    D,
+    DV,
+    rows_per_split,
+    n_f,
+    scale,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """dq (and, for eq4, the per-row 1/den and dd used by the state-gradient pass)."""
     bh, sp, row_lo, row_hi, nblk, cd, cv0 = _prologue(N, rows_per_split, 0, BD, BV, BLOCK_N)
@@ -93,10 +151,35 @@ def _nc_dq_kernel(
 
 @triton.jit
 def _nc_dkv_kernel(
-    K, skb, skh, skn, V, svb, svh, svn, DK, sdkb, sdkh, sdkn, DVO, sdvb, sdvh, sdvn, DST,
-    H, N, D, DV, rows_per_split, eps,
-    BD: tl.constexpr, BV: tl.constexpr, NVT: tl.constexpr, BLOCK_N: tl.constexpr,
-    EQ4: tl.constexpr, PREC: tl.constexpr,
+    K,
+    skb,
+    skh,
+    skn,
+    V,
+    svb,
+    svh,
+    svn,
+    DK,
+    sdkb,
+    sdkh,
+    sdkn,
+    DVO,
+    sdvb,
+    sdvh,
+    sdvn,
+    DST,
+    H,
+    N,
+    D,
+    DV,
+    rows_per_split,
+    eps,
+    BD: tl.constexpr,
+    BV: tl.constexpr,
+    NVT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    EQ4: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """dv_j = dvsum + dSᵀk̂_j, dk̂_j = dS v_j (+ dz), then dk through the normalisation."""
     bh, sp, row_lo, row_hi, nblk, cd, cv0 = _prologue(N, rows_per_split, 0, BD, BV, BLOCK_N)
@@ -137,11 +220,28 @@ def _nc_forward(cfg: _Cfg, q, k, v, eq4: bool, score_scale: float, eps: float):
     """(o, state): the output and the reduced fp32 [BH, L] state saved for the backward."""
     o = _alloc(q.shape[:-1] + (cfg.DV,), q.device, q.dtype)
     part = _state(cfg, k, v, None, None, 1.0, eps, False, 1 if eq4 else 0, q.device)
-    state = part.sum(dim=1)                                            # deterministic split reduction
-    _launch(_nc_out_kernel, (cfg.BH, cfg.row_splits, cfg.NVT), (
-        *_s4(q), *_s4(o), state,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.row_rows, float(cfg.N), float(score_scale), float(eps),
-    ), cfg.meta(BLOCK_N=cfg.block_n, EQ4=eq4), "BLOCK_N", cfg.num_warps, 3)
+    state = part.sum(dim=1)  # deterministic split reduction
+    _launch(
+        _nc_out_kernel,
+        (cfg.BH, cfg.row_splits, cfg.NVT),
+        (
+            *_s4(q),
+            *_s4(o),
+            state,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.row_rows,
+            float(cfg.N),
+            float(score_scale),
+            float(eps),
+        ),
+        cfg.meta(BLOCK_N=cfg.block_n, EQ4=eq4),
+        "BLOCK_N",
+        cfg.num_warps,
+        3,
+    )
     return o, state
 
 
@@ -149,14 +249,51 @@ def _nc_backward(cfg: _Cfg, q, k, v, g, state, eq4: bool, s: float, eps: float):
     """(dq, dk, dv) from the reduced forward state."""
     dev = q.device
     dq, dk, dv, crow, ddrow = _grad_buffers(cfg, q, k, v, state, eq4)
-    _launch(_nc_dq_kernel, (cfg.BH, cfg.row_splits), (
-        *_s4(q), *_s4(g), *_s4(dq), state, crow, ddrow,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.row_rows, float(cfg.N), s, eps,
-    ), cfg.meta(BLOCK_N=cfg.block_n, EQ4=eq4), "BLOCK_N", cfg.num_warps, 3)
+    _launch(
+        _nc_dq_kernel,
+        (cfg.BH, cfg.row_splits),
+        (
+            *_s4(q),
+            *_s4(g),
+            *_s4(dq),
+            state,
+            crow,
+            ddrow,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.row_rows,
+            float(cfg.N),
+            s,
+            eps,
+        ),
+        cfg.meta(BLOCK_N=cfg.block_n, EQ4=eq4),
+        "BLOCK_N",
+        cfg.num_warps,
+        3,
+    )
     dpart = _state(cfg, q, g, crow, ddrow, 1.0 if eq4 else s, eps, eq4, 2 if eq4 else 0, dev)
     dstate = dpart.sum(dim=1)
-    _launch(_nc_dkv_kernel, (cfg.BH, cfg.row_splits), (
-        *_s4(k), *_s4(v), *_s4(dk), *_s4(dv), dstate,
-        cfg.H, cfg.N, cfg.D, cfg.DV, cfg.row_rows, eps,
-    ), cfg.meta(BLOCK_N=cfg.block_n, EQ4=eq4), "BLOCK_N", cfg.num_warps, 3)
+    _launch(
+        _nc_dkv_kernel,
+        (cfg.BH, cfg.row_splits),
+        (
+            *_s4(k),
+            *_s4(v),
+            *_s4(dk),
+            *_s4(dv),
+            dstate,
+            cfg.H,
+            cfg.N,
+            cfg.D,
+            cfg.DV,
+            cfg.row_rows,
+            eps,
+        ),
+        cfg.meta(BLOCK_N=cfg.block_n, EQ4=eq4),
+        "BLOCK_N",
+        cfg.num_warps,
+        3,
+    )
     return dq, dk, dv

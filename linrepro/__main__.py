@@ -1,5 +1,5 @@
 import sys
 
-from linrepro.cli import main
+from linrepro.runner.cli import main
 
 sys.exit(main())

@@ -17,7 +17,7 @@
 # arXiv:2604.10064 replaces softmax attention in CLIP's towers with an **affine kernel**
 # $f(x) = 1 + x$ applied to L2-normalised queries and keys. This notebook writes the
 # equations down and checks each claim about them *numerically*, in float64.
-# Every computation lives in `linrepro.derivation` and `linrepro.attention` (tested);
+# Every computation lives in `linrepro.study.derivation` and `linrepro.attention` (tested);
 # the notebook only calls, tabulates and plots.
 
 # %% tags=["parameters"]
@@ -34,8 +34,8 @@ score_scale = 0.5  # s in Eq. 7
 import pandas as pd
 import plotly.express as px
 
-from linrepro import derivation as dv
-from linrepro.runs import save_results, setup_notebook
+from linrepro.study import derivation as dv
+from linrepro.study.runs import save_results, setup_notebook
 
 setup_notebook()
 results = {"params": {"seed": seed, "head_dim": head_dim, "score_scale": score_scale}}
@@ -88,8 +88,7 @@ print(f"softmax_attention vs torch SDPA (float64): {dv.softmax_reference_check(6
 rng = dv.dot_product_range(512, head_dim, seed)
 props = dv.weight_properties(256, head_dim, seed, score_scale)
 results["dot_range"], results["weight_properties"] = rng, props
-pd.concat([pd.DataFrame([rng]).T.rename(columns={0: "q̂·k̂"}),
-           pd.DataFrame(props)], axis=1)
+pd.concat([pd.DataFrame([rng]).T.rename(columns={0: "q̂·k̂"}), pd.DataFrame(props)], axis=1)
 
 # %% [markdown]
 # ## 3 · The paper's Eq. 6 bound is false in general
@@ -111,13 +110,31 @@ pd.DataFrame([cex])
 # %%
 decay = pd.DataFrame(dv.score_decay(decay_ns, head_dim, n_queries=n_queries, seed=seed, score_scale=score_scale))
 results["score_decay"] = decay
-fig = px.line(decay, x="N", y="max_weight", color="method", facet_col="inputs", markers=True,
-              log_x=True, log_y=True, title="Largest attention weight per query against N (mean over queries)")
+fig = px.line(
+    decay,
+    x="N",
+    y="max_weight",
+    color="method",
+    facet_col="inputs",
+    markers=True,
+    log_x=True,
+    log_y=True,
+    title="Largest attention weight per query against N (mean over queries)",
+)
 fig.show()
 
 # %%
-fig = px.line(decay, x="N", y="mean_weight", color="method", facet_col="inputs", markers=True,
-              log_x=True, log_y=True, title="Mean attention weight against N")
+fig = px.line(
+    decay,
+    x="N",
+    y="mean_weight",
+    color="method",
+    facet_col="inputs",
+    markers=True,
+    log_x=True,
+    log_y=True,
+    title="Mean attention weight against N",
+)
 fig.show()
 slopes = {m: dv.loglog_slope(g.N, g.max_weight) for m, g in decay[decay.inputs == "needle"].groupby("method")}
 results["needle_max_weight_loglog_slope"] = slopes
@@ -137,9 +154,16 @@ norms = pd.DataFrame(dv.eq7_norm_growth(norm_ns, head_dim, seed, score_scale))
 results["output_norm"] = norms
 growth = {v: dv.loglog_slope(g.N, g.mean_out_norm) for v, g in norms.groupby("variant")}
 results["output_norm_loglog_slope"] = growth
-px.line(norms, x="N", y="mean_out_norm", color="variant", markers=True, log_x=True, log_y=True,
-        title=f"Mean ‖o_i‖ against N (log-log slopes: " +
-              ", ".join(f"{v} {s:.2f}" for v, s in growth.items()) + ")").show()
+px.line(
+    norms,
+    x="N",
+    y="mean_out_norm",
+    color="variant",
+    markers=True,
+    log_x=True,
+    log_y=True,
+    title="Mean ‖o_i‖ against N (log-log slopes: " + ", ".join(f"{v} {s:.2f}" for v, s in growth.items()) + ")",
+).show()
 
 # %% [markdown]
 # ## 6 · FLOPs: $O(N^2 D)$ against $O(N D^2)$
@@ -148,13 +172,20 @@ px.line(norms, x="N", y="mean_out_norm", color="variant", markers=True, log_x=Tr
 # gap grows linearly with $N$. (Time is another matter: LA is memory-bound, see notebook 02.)
 
 # %%
-flops = pd.DataFrame(dv.flop_counts([2 ** e for e in range(4, 23)], head_dim))
+flops = pd.DataFrame(dv.flop_counts([2**e for e in range(4, 23)], head_dim))
 cross = dv.flop_crossover(head_dim)
 results["flop_crossover_N"] = cross
 results["flop_ratio_at_4M"] = float(flops.softmax.iloc[-1] / flops.linear.iloc[-1])
-fig = px.line(flops.melt(id_vars="N", var_name="method", value_name="FLOPs"), x="N", y="FLOPs",
-              color="method", log_x=True, log_y=True, markers=True,
-              title=f"FLOPs per head, D = {head_dim}: cross at N = {cross}")
+fig = px.line(
+    flops.melt(id_vars="N", var_name="method", value_name="FLOPs"),
+    x="N",
+    y="FLOPs",
+    color="method",
+    log_x=True,
+    log_y=True,
+    markers=True,
+    title=f"FLOPs per head, D = {head_dim}: cross at N = {cross}",
+)
 fig.add_vline(x=cross, line_dash="dot")
 fig.show()
 print(f"softmax/LA FLOP ratio at N = {flops.N.iloc[-1]:,}: {results['flop_ratio_at_4M']:.3g}")

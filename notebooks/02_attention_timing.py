@@ -20,7 +20,7 @@
 # the longest length. This notebook measures the same on the machine it runs on, or shows a
 # recorded run (for example an H200 run under `outputs/reference/`); the report says which.
 #
-# Every timing below comes from `linrepro.bench` (also runnable as `python -m linrepro.bench`).
+# Every timing below comes from `linrepro.study.bench` (also runnable as `python -m linrepro.runner.bench`).
 # Skipped cases carry their reason; nothing extrapolated is mixed with measurements.
 
 # %% tags=["parameters"]
@@ -37,17 +37,21 @@ runs = 3  # timed calls per point (fewer if a point passes the budget; the count
 budget_s = 60.0  # time budget per point; a point predicted to exceed it is skipped with that reason
 modes = ["fwd", "fwdbwd"]  # forward, forward+backward
 variants = ["eq4", "eq7"]  # LA variants
-fit_from_n = {"linear": 8192, "softmax": 2048}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
+fit_from_n = {
+    "linear": 8192,
+    "softmax": 2048,
+}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
 
 # %%
 from IPython.display import Markdown, display
 
-from linrepro import bench, timing
-from linrepro.runs import run_dir, save_results, setup_notebook
+from linrepro.study import bench, timing
+from linrepro.study.runs import run_dir, save_results, setup_notebook
 
 setup_notebook()
-cfg = bench.config_from_params(batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs,
-                               budget_s, modes, variants, fit_from_n)
+cfg = bench.config_from_params(
+    batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs, budget_s, modes, variants, fit_from_n
+)
 doc, source = bench.measure_or_load(cfg, reference_dir, device, run_dir("02_attention_timing"))
 res = timing.analyse(doc, source, recorded=bool(reference_dir))
 df = timing.frame(doc["cases"])

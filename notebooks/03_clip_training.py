@@ -46,15 +46,17 @@ score_scale: "ScoreScale" = "1/N"  # s in Eq. 7: a number, or 1/N (per query row
 train_data: "ExistingPath" = ""  # webdataset shards or CSV to train on instead of the bundled data
 train_num_samples = 0  # samples per epoch for webdataset data (required with train_data shards)
 nproc = 1  # processes (torchrun) per model; > 1 uses DDP
-extra_runs = [{"model": "tiny-S", "attention": "eq7", "score_scale": 0.5}]  # ablation runs, same budget (model, attention, score_scale)
+extra_runs = [
+    {"model": "tiny-S", "attention": "eq7", "score_scale": 0.5}
+]  # ablation runs, same budget (model, attention, score_scale)
 
 # %%
 import pandas as pd
 import plotly.express as px
 from IPython.display import Markdown, display
 
-from linrepro import experiments as ex
-from linrepro.runs import run_dir, save_results, setup_notebook
+from linrepro.study import experiments as ex
+from linrepro.study.runs import run_dir, save_results, setup_notebook
 
 setup_notebook()
 out = run_dir("03_clip_training")
@@ -63,8 +65,10 @@ if train_data:  # e.g. LAION-400M shards: zero-shot evaluation is notebook 04's 
     print(f"training on {train_data} ({train_num_samples:,} samples per epoch), {nproc} process(es) per model")
 else:
     dataset = ex.prepare_data(out / "data", domains, resolution, seed, val_fraction, n_per_domain)
-    print(f"{dataset['n_train']:,} training pairs from {', '.join(domains)} at {resolution} px "
-          f"(export {dataset['export_s']:.1f} s)")
+    print(
+        f"{dataset['n_train']:,} training pairs from {', '.join(domains)} at {resolution} px "
+        f"(export {dataset['export_s']:.1f} s)"
+    )
 
 # %% [markdown]
 # ## A look at the data
@@ -72,8 +76,9 @@ else:
 
 # %%
 grid = ex.sample_grid(domains, max(resolution, 48), seed)
-fig = px.imshow(grid["image"], facet_col=0, facet_col_wrap=10, facet_row_spacing=0.04,
-                title="training samples, one per class")
+fig = px.imshow(
+    grid["image"], facet_col=0, facet_col_wrap=10, facet_row_spacing=0.04, title="training samples, one per class"
+)
 fig.for_each_annotation(lambda a: a.update(text=grid["names"][int(a.text.split("=")[1])].split(": ")[1]))
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
 fig.update_layout(height=150 * len(domains) + 80).show()
@@ -87,9 +92,21 @@ print("\n".join(grid["captions"][::7]))
 # weights that notebooks 04-06 load) and linrepro's per-step `steps.csv`.
 
 # %%
-summaries = ex.train_grid(models, attentions, dataset, out / "runs", batch_sizes=batch_sizes, batch_size=batch_size,
-                          epochs=epochs, lr=lr, warmup=warmup, precision=precision, seed=seed,
-                          score_scale=score_scale, nproc=nproc)
+summaries = ex.train_grid(
+    models,
+    attentions,
+    dataset,
+    out / "runs",
+    batch_sizes=batch_sizes,
+    batch_size=batch_size,
+    epochs=epochs,
+    lr=lr,
+    warmup=warmup,
+    precision=precision,
+    seed=seed,
+    score_scale=score_scale,
+    nproc=nproc,
+)
 
 # %% [markdown]
 # ### Ablation: Eq. 7's score scale
@@ -98,14 +115,28 @@ summaries = ex.train_grid(models, attentions, dataset, out / "runs", batch_sizes
 # The runs below use the same data, epochs and learning rate as the grid.
 
 # %%
-extra = ex.train_variants(extra_runs, dataset, out / "runs", batch_size=batch_size, epochs=epochs, lr=lr,
-                          warmup=warmup, precision=precision, seed=seed, score_scale=score_scale, nproc=nproc)
+extra = ex.train_variants(
+    extra_runs,
+    dataset,
+    out / "runs",
+    batch_size=batch_size,
+    epochs=epochs,
+    lr=lr,
+    warmup=warmup,
+    precision=precision,
+    seed=seed,
+    score_scale=score_scale,
+    nproc=nproc,
+)
 if extra:
     same = [s for s in summaries for x in extra if s["model"] == x["model"] and s["attention"] == x["attention"]]
     ab = ex.results_frame(same + extra)
     ab["score_scale"] = [str(s.get("score_scale")) for s in same + extra for _ in s["zero_shot"]]
-    display(ab.pivot_table(index=["model", "attention", "score_scale"], columns="domain", values="top1")
-            .style.format("{:.3f}"))
+    display(
+        ab.pivot_table(index=["model", "attention", "score_scale"], columns="domain", values="top1").style.format(
+            "{:.3f}"
+        )
+    )
 
 # %% [markdown]
 # ## Training curves
@@ -115,8 +146,14 @@ steps = ex.steps_frame(summaries)
 ex.fig_curves(steps, "loss").show()
 
 # %%
-px.bar(pd.DataFrame(summaries), x="model", y="images_per_s", color="attention", barmode="group",
-       title="Training throughput (images/s, median over steps)").show()
+px.bar(
+    pd.DataFrame(summaries),
+    x="model",
+    y="images_per_s",
+    color="attention",
+    barmode="group",
+    title="Training throughput (images/s, median over steps)",
+).show()
 
 # %% [markdown]
 # ## Zero-shot top-1 on each domain's held-out split
@@ -124,21 +161,35 @@ px.bar(pd.DataFrame(summaries), x="model", y="images_per_s", color="attention", 
 # %%
 res = ex.results_frame(summaries)
 table = res.pivot_table(index=["model", "attention"], columns="domain", values="top1")
-fig = px.bar(res, x="domain", y="top1", color="attention", barmode="group", facet_col="model",
-             title="Zero-shot top-1 (dotted: chance)")
+fig = px.bar(
+    res,
+    x="domain",
+    y="top1",
+    color="attention",
+    barmode="group",
+    facet_col="model",
+    title="Zero-shot top-1 (dotted: chance)",
+)
 fig.add_hline(y=0.1, line_dash="dot")
 fig.show()
 table.style.format("{:.3f}")
 
 # %%
 digits = res[res.domain == "digits"].set_index(["model", "attention"]).top1
-verdict = pd.DataFrame({"digits top-1": digits,
-                        "bar": [0.90 if a == "softmax" else 0.80 for _, a in digits.index]})
+verdict = pd.DataFrame({"digits top-1": digits, "bar": [0.90 if a == "softmax" else 0.80 for _, a in digits.index]})
 verdict["meets bar"] = verdict["digits top-1"] >= verdict["bar"]
 display(Markdown("Acceptance bars: softmax ≥ 0.90 and LA ≥ 0.80 on the digits domain (chance 0.10)."))
 verdict
 
 # %%
-path = save_results({"dataset": dataset, "summaries": summaries, "results": res, "extra_summaries": extra,
-                     "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()}}, "03_clip_training")
+path = save_results(
+    {
+        "dataset": dataset,
+        "summaries": summaries,
+        "results": res,
+        "extra_summaries": extra,
+        "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()},
+    },
+    "03_clip_training",
+)
 print("saved", path)

@@ -38,21 +38,33 @@ imagenet21k_classnames = ""  # its class-names file (empty: root/classnames.txt)
 import plotly.express as px
 from IPython.display import Markdown, display
 
-from linrepro import evaluation as ev
-from linrepro.runs import find_run, load_results, save_results, setup_notebook
+from linrepro.study import evaluation as ev
+from linrepro.study.runs import find_run, load_results, save_results, setup_notebook
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
 trained = load_results(source)
 summaries, dataset = trained["summaries"], trained["dataset"]
-sets = ev.eval_sets(domains, dataset, limit=limit or None,
-                    imagefolder=imagefolder, imagefolder_classnames=imagefolder_classnames,
-                    imagenet1k_root=imagenet1k_root, imagenet21k_root=imagenet21k_root,
-                    imagenet21k_classnames=imagenet21k_classnames)
+sets = ev.eval_sets(
+    domains,
+    dataset,
+    limit=limit or None,
+    imagefolder=imagefolder,
+    imagefolder_classnames=imagefolder_classnames,
+    imagenet1k_root=imagenet1k_root,
+    imagenet21k_root=imagenet21k_root,
+    imagenet21k_classnames=imagenet21k_classnames,
+)
 res = resolution or ev.trained_resolution(dataset)
-display(Markdown(f"Models from `{source}`: " + ", ".join(f"{s['model']}/{s['attention']}" for s in summaries)
-                 + ". Evaluation sets: " + ", ".join(f"{e.name} ({e.n} images, {len(e.classnames)} classes)"
-                                                      for e in sets) + f". Resolution {res} px."))
+display(
+    Markdown(
+        f"Models from `{source}`: "
+        + ", ".join(f"{s['model']}/{s['attention']}" for s in summaries)
+        + ". Evaluation sets: "
+        + ", ".join(f"{e.name} ({e.n} images, {len(e.classnames)} classes)" for e in sets)
+        + f". Resolution {res} px."
+    )
+)
 
 # %% [markdown]
 # ## Zero-shot accuracy, domain × model
@@ -68,9 +80,17 @@ display(Markdown("**Top-5**"))
 top5.style.format("{:.3f}")
 
 # %%
-fig = px.bar(df, x="domain", y="top1", color="attention", barmode="group", facet_col="model",
-             category_orders={"model": list(dict.fromkeys(df.model))}, hover_data=["top5", "n"],
-             title="Zero-shot top-1 per domain (dotted: chance)")
+fig = px.bar(
+    df,
+    x="domain",
+    y="top1",
+    color="attention",
+    barmode="group",
+    facet_col="model",
+    category_orders={"model": list(dict.fromkeys(df.model))},
+    hover_data=["top5", "n"],
+    title="Zero-shot top-1 per domain (dotted: chance)",
+)
 for e in sets:
     fig.add_hline(y=1 / len(e.classnames), line_dash="dot", line_color="grey")
 fig.show()
@@ -81,9 +101,13 @@ fig.show()
 
 # %%
 diff = ev.la_minus_softmax(df, "top1", by=("model", "domain"))
-fig = px.imshow(diff.pivot(index="model", columns="domain", values=diff.columns[-1]).loc[list(dict.fromkeys(df.model))],
-                text_auto=".3f", color_continuous_scale="RdBu", color_continuous_midpoint=0,
-                title=f"{diff.columns[-1]} (zero-shot top-1)")
+fig = px.imshow(
+    diff.pivot(index="model", columns="domain", values=diff.columns[-1]).loc[list(dict.fromkeys(df.model))],
+    text_auto=".3f",
+    color_continuous_scale="RdBu",
+    color_continuous_midpoint=0,
+    title=f"{diff.columns[-1]} (zero-shot top-1)",
+)
 fig.show()
 
 # %% [markdown]
@@ -97,8 +121,14 @@ ev.fig_confusion(rows, largest).show()
 display(Markdown(ev.alignment_summary(df, diff)))
 
 # %%
-path = save_results({"source_run": source, "resolution": res, "rows": rows,
-                     "la_minus_softmax": diff, "sets": [{"name": e.name, "n": e.n, "source": e.source,
-                                                         "n_classes": len(e.classnames)} for e in sets]},
-                    "04_zero_shot_eval")
+path = save_results(
+    {
+        "source_run": source,
+        "resolution": res,
+        "rows": rows,
+        "la_minus_softmax": diff,
+        "sets": [{"name": e.name, "n": e.n, "source": e.source, "n_classes": len(e.classnames)} for e in sets],
+    },
+    "04_zero_shot_eval",
+)
 print("saved", path)

@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from linrepro import scaling
-from linrepro.runs import find_run, load_results, save_results, setup_notebook
+from linrepro.study import scaling
+from linrepro.study.runs import find_run, load_results, save_results, setup_notebook
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
@@ -55,13 +55,18 @@ except FileNotFoundError:
         raise
     ev_source = None
 # an explicit eval_run of another training run raises; the latest one found is skipped if it is
-evaluated = scaling.eval_for_training(source, ev_source, load_results(ev_source) if ev_source else None,
-                                      explicit=bool(eval_run))
+evaluated = scaling.eval_for_training(
+    source, ev_source, load_results(ev_source) if ev_source else None, explicit=bool(eval_run)
+)
 ev_source = ev_source if evaluated is not None else None
 points = scaling.points_from_training(trained, fit_domain, (evaluated or {}).get("rows"))
 pts = pd.DataFrame(points).drop(columns=["confusion", "tail_losses"])
-display(Markdown(f"Runs from `{source}`; zero-shot error on **{fit_domain}** from "
-                 + (f"`{ev_source}`." if ev_source else "training's own evaluation.")))
+display(
+    Markdown(
+        f"Runs from `{source}`; zero-shot error on **{fit_domain}** from "
+        + (f"`{ev_source}`." if ev_source else "training's own evaluation.")
+    )
+)
 pts
 
 # %% [markdown]
@@ -72,8 +77,12 @@ pts
 # %%
 tokens = pts.compute / (6 * pts.n_params_nonembed)
 if np.allclose(tokens, tokens.iloc[0]):
-    display(Markdown(f"Every run processed the same {tokens.iloc[0]:.3g} tokens, so compute is proportional to "
-                     "size here: the compute fits have the same exponents as the size fits, on a shifted axis."))
+    display(
+        Markdown(
+            f"Every run processed the same {tokens.iloc[0]:.3g} tokens, so compute is proportional to "
+            "size here: the compute fits have the same exponents as the size fits, on a shifted axis."
+        )
+    )
 
 # %%
 results = scaling.fit_all(points, n_resamples=n_resamples, seed=seed)
@@ -82,8 +91,7 @@ for name, r in results.items():
 
 # %%
 table = scaling.exponent_table(results)
-display(table.style.format({c: "{:+.3f}" for c in ("b", "b_lo", "b_hi", "diff", "diff_lo", "diff_hi")},
-                           na_rep="—"))
+display(table.style.format({c: "{:+.3f}" for c in ("b", "b_lo", "b_hi", "diff", "diff_lo", "diff_hi")}, na_rep="—"))
 scaling.fig_exponents(table.to_dict("records")).show()
 
 # %% [markdown]
@@ -93,6 +101,8 @@ scaling.fig_exponents(table.to_dict("records")).show()
 display(Markdown(scaling.verdict_text(results)))
 
 # %%
-path = save_results({"source_run": source, "fit_domain": fit_domain, "points": pts, "fits": results,
-                     "exponents": table}, "05_scaling_laws")
+path = save_results(
+    {"source_run": source, "fit_domain": fit_domain, "points": pts, "fits": results, "exponents": table},
+    "05_scaling_laws",
+)
 print("saved", path)

@@ -45,8 +45,8 @@ import pandas as pd
 import plotly.express as px
 from IPython.display import Markdown, display
 
-from linrepro import evaluation as ev
-from linrepro.runs import find_run, load_results, run_dir, save_results, setup_notebook
+from linrepro.study import evaluation as ev
+from linrepro.study.runs import find_run, load_results, run_dir, save_results, setup_notebook
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
@@ -57,8 +57,12 @@ order = list(dict.fromkeys(s["model"] for s in summaries))
 model = heatmap_model or max(summaries, key=lambda s: s.get("n_params") or 0)["model"]
 if model not in order:
     raise ValueError(f"heatmap_model {model!r} was not trained in {source}; it has {order}")
-display(Markdown(f"Models from `{source}` (trained at {ev.trained_resolution(dataset)} px). "
-                 f"Evaluating {', '.join(e.name for e in sets)} at {resolutions} px."))
+display(
+    Markdown(
+        f"Models from `{source}` (trained at {ev.trained_resolution(dataset)} px). "
+        f"Evaluating {', '.join(e.name for e in sets)} at {resolutions} px."
+    )
+)
 
 # %% [markdown]
 # ## Zero-shot accuracy by domain × resolution
@@ -70,29 +74,55 @@ diff = ev.la_minus_softmax(df, "top1", by=("model", "domain", "resolution"))
 dcol = diff.columns[-1]
 la = dcol.split()[1]
 names = [e.name for e in sets]
-panels = {"softmax": ev.domain_grid(df[(df.model == model) & (df.attention == "softmax")], "top1", names),
-          la: ev.domain_grid(df[(df.model == model) & (df.attention == la)], "top1", names)}
+panels = {
+    "softmax": ev.domain_grid(df[(df.model == model) & (df.attention == "softmax")], "top1", names),
+    la: ev.domain_grid(df[(df.model == model) & (df.attention == la)], "top1", names),
+}
 stack = np.stack([panels["softmax"].values, panels[la].values])
-fig = px.imshow(stack, facet_col=0, text_auto=".2f", zmin=0, zmax=1, color_continuous_scale="Blues",
-                x=[str(r) for r in panels["softmax"].columns], y=list(panels["softmax"].index),
-                labels={"x": "resolution (px)", "y": "domain", "color": "top-1"},
-                title=f"{model}: zero-shot top-1, softmax (left) and {la} (right)")
+fig = px.imshow(
+    stack,
+    facet_col=0,
+    text_auto=".2f",
+    zmin=0,
+    zmax=1,
+    color_continuous_scale="Blues",
+    x=[str(r) for r in panels["softmax"].columns],
+    y=list(panels["softmax"].index),
+    labels={"x": "resolution (px)", "y": "domain", "color": "top-1"},
+    title=f"{model}: zero-shot top-1, softmax (left) and {la} (right)",
+)
 fig.for_each_annotation(lambda a: a.update(text=["softmax", la][int(a.text.split("=")[1])]))
 fig.show()
 
 # %%
 dgrid = ev.domain_grid(diff[diff.model == model], dcol, names)
-px.imshow(dgrid.values, text_auto="+.2f", color_continuous_scale="RdBu", color_continuous_midpoint=0,
-          x=[str(r) for r in dgrid.columns], y=list(dgrid.index),
-          labels={"x": "resolution (px)", "y": "domain", "color": "Δ top-1"},
-          title=f"{model}: {dcol} (blue: LA better)").show()
+px.imshow(
+    dgrid.values,
+    text_auto="+.2f",
+    color_continuous_scale="RdBu",
+    color_continuous_midpoint=0,
+    x=[str(r) for r in dgrid.columns],
+    y=list(dgrid.index),
+    labels={"x": "resolution (px)", "y": "domain", "color": "Δ top-1"},
+    title=f"{model}: {dcol} (blue: LA better)",
+).show()
 
 # %%
-px.line(df, x="resolution", y="top1", color="domain", line_dash="attention", facet_col="model", markers=True,
-        category_orders={"model": order}, title="Zero-shot top-1 against resolution, every model").show()
+px.line(
+    df,
+    x="resolution",
+    y="top1",
+    color="domain",
+    line_dash="attention",
+    facet_col="model",
+    markers=True,
+    category_orders={"model": order},
+    title="Zero-shot top-1 against resolution, every model",
+).show()
 display(Markdown("**LA − softmax top-1, every model** (rows: model, domain; columns: resolution)"))
-diff.pivot_table(index=["model", "domain"], columns="resolution", values=dcol).style.format("{:+.3f}") \
-    .background_gradient(cmap="RdBu", vmin=-0.5, vmax=0.5)
+diff.pivot_table(index=["model", "domain"], columns="resolution", values=dcol).style.format(
+    "{:+.3f}"
+).background_gradient(cmap="RdBu", vmin=-0.5, vmax=0.5)
 
 # %% [markdown]
 # ## Throughput and memory against resolution
@@ -100,15 +130,35 @@ diff.pivot_table(index=["model", "domain"], columns="resolution", values=dcol).s
 # (not concurrently). Memory: peak bytes one batch adds (resident set on CPU, allocator on CUDA).
 
 # %%
-speed = pd.DataFrame(ev.throughput_sweep(summaries, throughput_resolutions, batch=throughput_batch,
-                                         runs=throughput_runs))
+speed = pd.DataFrame(
+    ev.throughput_sweep(summaries, throughput_resolutions, batch=throughput_batch, runs=throughput_runs)
+)
 speed["peak_MB"] = speed.peak_bytes / 2**20
-px.line(speed, x="tokens", y="images_per_s", color="model", line_dash="attention", markers=True, log_x=True,
-        log_y=True, category_orders={"model": order}, hover_data=["resolution"],
-        title="Image-tower throughput (images/s) against tokens per image").show()
-px.line(speed, x="tokens", y="peak_MB", color="model", line_dash="attention", markers=True, log_x=True,
-        category_orders={"model": order}, hover_data=["resolution"],
-        title=f"Peak memory added by one batch of {throughput_batch} (MB)").show()
+px.line(
+    speed,
+    x="tokens",
+    y="images_per_s",
+    color="model",
+    line_dash="attention",
+    markers=True,
+    log_x=True,
+    log_y=True,
+    category_orders={"model": order},
+    hover_data=["resolution"],
+    title="Image-tower throughput (images/s) against tokens per image",
+).show()
+px.line(
+    speed,
+    x="tokens",
+    y="peak_MB",
+    color="model",
+    line_dash="attention",
+    markers=True,
+    log_x=True,
+    category_orders={"model": order},
+    hover_data=["resolution"],
+    title=f"Peak memory added by one batch of {throughput_batch} (MB)",
+).show()
 ratio = speed.pivot_table(index=["model", "resolution", "tokens"], columns="attention", values="images_per_s")
 ratio[f"{la} / softmax"] = ratio[la] / ratio["softmax"]
 ratio.style.format("{:.2f}")
@@ -118,9 +168,16 @@ ratio.style.format("{:.2f}")
 
 # %%
 if finetune_resolution:
-    ft_rows, cmp = ev.finetune_and_compare([s for s in summaries if s["model"] == model], dataset, df, sets,
-                                           finetune_resolution, run_dir("06_resolution_domain") / "finetune",
-                                           epochs=finetune_epochs, lr=finetune_lr)
+    ft_rows, cmp = ev.finetune_and_compare(
+        [s for s in summaries if s["model"] == model],
+        dataset,
+        df,
+        sets,
+        finetune_resolution,
+        run_dir("06_resolution_domain") / "finetune",
+        epochs=finetune_epochs,
+        lr=finetune_lr,
+    )
     display(Markdown(f"{model} fine-tuned for {finetune_epochs} epoch(s) at {finetune_resolution} px:"))
     display(cmp)
 else:
@@ -135,11 +192,20 @@ found = ev.resolution_conclusions(df, diff, speed, ev.trained_resolution(dataset
 display(Markdown("\n".join(found["lines"])))
 
 # %%
-path = save_results({"source_run": source, "heatmap_model": model, "rows": rows, "la_minus_softmax": diff,
-                     "throughput": speed, "finetune": ft_rows, "conclusions": found["lines"],
-                     "highest_resolution": {k: found[k] for k in ("highest_resolution", "images_per_s",
-                                                                  "la_faster_all_models")},
-                     "by_resolution": found["by_resolution"], "by_domain": found["by_domain"],
-                     "change_from_training_resolution": found["change_from_training_resolution"]},
-                    "06_resolution_domain")
+path = save_results(
+    {
+        "source_run": source,
+        "heatmap_model": model,
+        "rows": rows,
+        "la_minus_softmax": diff,
+        "throughput": speed,
+        "finetune": ft_rows,
+        "conclusions": found["lines"],
+        "highest_resolution": {k: found[k] for k in ("highest_resolution", "images_per_s", "la_faster_all_models")},
+        "by_resolution": found["by_resolution"],
+        "by_domain": found["by_domain"],
+        "change_from_training_resolution": found["change_from_training_resolution"],
+    },
+    "06_resolution_domain",
+)
 print("saved", path)

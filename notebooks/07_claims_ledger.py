@@ -16,7 +16,7 @@
 #
 # The seed report lists 17 claims from arXiv:2604.10064 with a "verified" mark and a confidence.
 # Here each one is checked against what this package measured in the notebooks before this one
-# (`linrepro.claims` holds the checks and their tolerances). A verdict is one of
+# (`linrepro.study.claims` holds the checks and their tolerances). A verdict is one of
 # **supported**, **contradicted**, **inconclusive** or **not testable here** (with the reason).
 # Claims about the paper's setup cannot be verified without its code; their evidence says what
 # linrepro's `paper` and `h200` profiles configure instead.
@@ -29,8 +29,8 @@ import pandas as pd
 import plotly.express as px
 from IPython.display import HTML, Markdown, display
 
-from linrepro import claims
-from linrepro.runs import current_profile, outputs_root, run_dir, save_results, setup_notebook
+from linrepro.study import claims
+from linrepro.study.runs import current_profile, outputs_root, run_dir, save_results, setup_notebook
 
 setup_notebook()
 profiles = tuple(evidence_profiles) or (current_profile(),)
@@ -43,15 +43,19 @@ here = run_dir("07_claims_ledger")
 
 # %%
 c = s["counts"]
-display(Markdown(
-    f"Of {s['n']} claims: **{c['supported']} supported**, **{c['contradicted']} contradicted**, "
-    f"**{c['inconclusive']} inconclusive**, **{c['not testable here']} not testable here** "
-    f"(evidence from profile(s) {', '.join(profiles)}). The seed marked {s['seed_verified']} as verified; "
-    f"{s['seed_verified_and_supported']} of those are supported here, and {s['seed_unverified_but_supported']} "
-    f"claims the seed left unverified are supported by a measurement here."))
+display(
+    Markdown(
+        f"Of {s['n']} claims: **{c['supported']} supported**, **{c['contradicted']} contradicted**, "
+        f"**{c['inconclusive']} inconclusive**, **{c['not testable here']} not testable here** "
+        f"(evidence from profile(s) {', '.join(profiles)}). The seed marked {s['seed_verified']} as verified; "
+        f"{s['seed_verified_and_supported']} of those are supported here, and {s['seed_unverified_but_supported']} "
+        f"claims the seed left unverified are supported by a measurement here."
+    )
+)
 counts = pd.DataFrame([{"verdict": v, "claims": n} for v, n in c.items()])
-px.bar(counts, x="verdict", y="claims", color="verdict", text="claims",
-       color_discrete_map=claims.COLOURS, title="Verdicts").show()
+px.bar(
+    counts, x="verdict", y="claims", color="verdict", text="claims", color_discrete_map=claims.COLOURS, title="Verdicts"
+).show()
 
 # %% [markdown]
 # ## The ledger
@@ -69,9 +73,31 @@ found = claims.findings(outputs_root(), profiles)
 display(HTML(claims.findings_html(found, outputs_root(), here)))
 
 # %%
-path = save_results({"profiles": list(profiles), "summary": s, "findings": found,
-                     "claims": [{k: r[k] for k in ("n", "claim", "kind", "seed_verified", "seed_confidence",
-                                                   "verdict", "evidence", "numbers", "reason", "link",
-                                                   "source_run")} for r in rows]},
-                    "07_claims_ledger")
+path = save_results(
+    {
+        "profiles": list(profiles),
+        "summary": s,
+        "findings": found,
+        "claims": [
+            {
+                k: r[k]
+                for k in (
+                    "n",
+                    "claim",
+                    "kind",
+                    "seed_verified",
+                    "seed_confidence",
+                    "verdict",
+                    "evidence",
+                    "numbers",
+                    "reason",
+                    "link",
+                    "source_run",
+                )
+            }
+            for r in rows
+        ],
+    },
+    "07_claims_ledger",
+)
 print("saved", path)

@@ -12,6 +12,7 @@ and to everything they require, as installed in the interpreter running this scr
 
     python scripts/bare_env.py DEST          # prints DEST/bin/python
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,19 @@ import venv
 from pathlib import Path
 
 # What the bare image has (see the device notes): the distributions, not import names.
-IMAGE = ("torch", "triton", "numpy", "scipy", "pandas", "pyyaml", "tqdm",
-         "pytest", "pytest-xdist", "pytest-timeout", "hypothesis")
+IMAGE = (
+    "torch",
+    "triton",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyyaml",
+    "tqdm",
+    "pytest",
+    "pytest-xdist",
+    "pytest-timeout",
+    "hypothesis",
+)
 # Never linked, even when some allowed distribution names it (none of them should).
 FORBIDDEN = {"open-clip-torch", "papermill", "plotly", "jupytext", "nbformat", "nbconvert", "linrepro"}
 
@@ -74,7 +86,7 @@ def _top_levels(dist: md.Distribution) -> set[Path]:
     tops = set()
     for f in dist.files or []:
         parts = Path(f).parts
-        if not parts or parts[0] in ("..", "__pycache__"):   # .dist-info stays: pytest finds plugins there
+        if not parts or parts[0] in ("..", "__pycache__"):  # .dist-info stays: pytest finds plugins there
             continue
         if parts[0].endswith(".pth"):
             continue
@@ -86,8 +98,14 @@ def build(dest: Path) -> Path:
     dest = Path(dest).resolve()
     venv.EnvBuilder(with_pip=False, clear=True, symlinks=True).create(dest)
     py = dest / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     links = dest / "image-site"
     links.mkdir()
     names = []

@@ -36,7 +36,7 @@ summary=$(mktemp)
 if [ $DRY = 1 ]; then
     export TRITON_INTERPRET=1
     T_ENV=60 T_TESTS=60 T_SPOT=60 T_BENCH=60
-    tests=(-p no:cacheprovider -q -n 2 --timeout 60 tests/test_triton_kernels.py tests/test_spotcheck.py
+    tests=(-p no:cacheprovider -q -n 2 --timeout 60 tests/kernels/test_triton_kernels.py tests/study/test_spotcheck.py
            -k "poison or float64 or spot")
     spot=(--log2n 7 --batch 2 --heads 2 --dim 16 --dtype float32 --device cpu)
     bench=(--device cpu --la-log2 6 7 --softmax-log2 6 6 --runs 1 --warmup 0 --budget-s 2
@@ -44,7 +44,7 @@ if [ $DRY = 1 ]; then
 else
     export TRITON_INTERPRET=0
     T_ENV=30 T_TESTS=150 T_SPOT=60 T_BENCH=150
-    tests=(-p no:cacheprovider -q -n 8 --timeout 120 tests/test_triton_kernels.py tests/test_spotcheck.py)
+    tests=(-p no:cacheprovider -q -n 8 --timeout 120 tests/kernels/test_triton_kernels.py tests/study/test_spotcheck.py)
     spot=()
     bench=(--la-log2 10 22 --softmax-log2 10 20 --runs 50 --warmup 5 --budget-s 2)
 fi
@@ -62,12 +62,12 @@ step() {  # step NAME LIMIT_S COMMAND...: run under timeout, log everything, not
 }
 
 step env "$T_ENV" bash -c "(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv) || echo 'no nvidia-smi';
-    $PY -c 'import sys, torch, triton, linrepro, linrepro.kernels, linrepro.attention, linrepro.bench, linrepro.spotcheck
+    $PY -c 'import sys, torch, triton, linrepro, linrepro.kernels, linrepro.attention, linrepro.study.bench, linrepro.study.spotcheck
 print(\"python\", sys.version.split()[0], \"torch\", torch.__version__, \"triton\", triton.__version__, \"cuda\", torch.cuda.is_available())
 print(\"linrepro.kernels from\", linrepro.kernels.__file__)'"
 LINREPRO_NAN_POISON=1 step tests "$T_TESTS" "$PY" -m pytest "${tests[@]}"
-step spot "$T_SPOT" "$PY" -m linrepro.spotcheck --out "$dest" "${spot[@]}"
-step bench "$T_BENCH" "$PY" -m linrepro.bench --profile h200 --modes fwd --out "$dest/$run_id" --record "${bench[@]}"
+step spot "$T_SPOT" "$PY" -m linrepro.study.spotcheck --out "$dest" "${spot[@]}"
+step bench "$T_BENCH" "$PY" -m linrepro.runner.bench --profile h200 --modes fwd --out "$dest/$run_id" --record "${bench[@]}"
 
 echo
 echo "device check ($([ $DRY = 1 ] && echo dry run on CPU || echo GPU)): step | exit status | seconds" | tee -a "$log"

@@ -28,6 +28,12 @@ def smoke_outputs(tmp_path_factory):
     every notebook in order (later ones read earlier runs), then the site."""
     out = tmp_path_factory.mktemp("smoke-outputs")
     env = dict(os.environ, LINREPRO_OUTPUTS=str(out))
-    r = subprocess.run([sys.executable, "-m", "linrepro", "reproduce", "--profile", "smoke", "--no-progress"],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500)
+    r = subprocess.run(
+        [sys.executable, "-m", "linrepro", "reproduce", "--profile", "smoke", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1500,
+    )
     return {"dir": out, "returncode": r.returncode, "log": r.stdout[-6000:] + r.stderr[-6000:]}

@@ -1,0 +1,403 @@
+"""Train CLIP with softmax or linear attention through ``open_clip_train`` (not a new trainer).
+
+linrepro only adds what open_clip_train lacks, as patches applied in this process:
+
+* the attention swap: ``open_clip_train.main.create_model_and_transforms`` builds the model,
+  then :func:`linrepro.clip.swap_attention` replaces its attention (parameter names unchanged,
+  so checkpoints and ``--resume`` work as usual);
+* linrepro's tiny model configs are registered (a config registered in another process is
+  not seen by ``torchrun -m open_clip_train.main``, hence this launcher module);
+* DDP on CPU: open_clip_train passes ``device_ids=[device]``, which DDP rejects for CPU
+  modules; the launcher constructs DDP with ``device_ids=None`` there (gloo backend);
+* checkpoints are written to a temp file and renamed, so a run killed while saving never
+  leaves a corrupt ``epoch_N.pt`` for ``--resume latest`` to pick;
+* one checkpoint per run, not one per epoch: :func:`open_clip_args` passes open_clip_train's
+  ``--delete-previous-checkpoint`` (``epoch_N.pt`` is removed once ``epoch_N+1.pt`` is saved,
+  so ``--resume latest`` always finds the newest one), and :func:`finalize_checkpoints` turns a
+  finished run's last checkpoint into weights only (no optimizer state: a third of the size).
+  Nothing reads an earlier epoch, and with no validation there is no "best" one to keep;
+* per-step logging: open_clip_train's TensorBoard writer is replaced by :class:`StepLog`,
+  which writes every scalar per step to ``steps.csv``/``steps.jsonl`` in the run folder, and
+  stops the run with an error naming the step when the loss is not finite. On resume, logged
+  steps from the resumed step on are dropped first, so the log has no gap and no repeat.
+
+Use it in-process (:func:`run_open_clip_train`) or from the shell, one process or many::
+
+    python -m linrepro.clip.train --attention eq7 -- --train-data data/train.csv ...
+    torchrun --nproc_per_node 2 -m linrepro.clip.train --attention eq7 -- --train-data ...
+
+(The ``--`` keeps torchrun from reading open_clip_train's ``--logs`` as its own ``--logs-specs``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from linrepro.attention import check_score_scale
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class StepLog:
+    """A ``SummaryWriter`` stand-in: one row per step with every scalar logged at that step.
+
+    open_clip_train logs a step's scalars together, ending with the total ``train/loss``; the
+    row is appended to ``steps.jsonl`` and ``steps.csv`` as soon as that arrives, so a run
+    killed at any moment keeps every step it finished.
+    """
+
+    def __init__(self, log_dir: str, *args, **kwargs):
+        self.dir = Path(log_dir).parent  # <logs>/<name>/ (open_clip_train passes .../tensorboard)
+        self.jsonl = self.dir / "steps.jsonl"
+        self.csv = self.dir / "steps.csv"
+        self.rows: list[dict] = []
+        if self.jsonl.exists():
+            self.rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        self._cur: dict | None = None
+        self._truncated = False
+        self._keys: list[str] | None = None
+
+    def add_scalar(self, name: str, value, step: int | None = None, *args, **kwargs):
+        value = float(value)
+        if not name.startswith("train/") or step is None:
+            return
+        if not self._truncated:  # first step of this process: forget steps a resumed run will redo
+            self.rows = [r for r in self.rows if r["step"] < step]
+            self._rewrite()
+            self._truncated = True
+        if self._cur is not None and self._cur["step"] != step:
+            self._commit()
+        if self._cur is None:
+            self._cur = {"step": int(step)}
+        self._cur[name.removeprefix("train/")] = value
+        if name.endswith("loss") and not math.isfinite(value):
+            self._commit()
+            raise NonFiniteLossError(
+                f"{name} is {value} at step {step}: training stopped (lower the learning rate, "
+                f"or use fp32; checkpoints up to the last completed epoch are kept)"
+            )
+        if name == "train/loss":  # the total loss is the last scalar of a step
+            self._commit()
+
+    def _commit(self):
+        if self._cur is None:
+            return
+        row, self._cur = self._cur, None
+        self.rows.append(row)
+        if self._keys is None or any(k not in self._keys for k in row):
+            self._rewrite()
+            return
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with open(self.csv, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self._keys).writerow(row)
+
+    def _rewrite(self):
+        from linrepro.utils.io import atomic_write_text
+
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+        self._keys = sorted({k for r in self.rows for k in r}, key=lambda k: (k != "step", k)) or None
+        import io
+
+        buf = io.StringIO()
+        if self._keys:
+            w = csv.DictWriter(buf, fieldnames=self._keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        atomic_write_text(self.csv, buf.getvalue())
+
+    def flush(self):
+        self._commit()
+
+    def close(self):
+        self._commit()
+
+    def add_histogram(self, *a, **k):
+        pass
+
+
+def _ddp_class():
+    base = torch.nn.parallel.DistributedDataParallel
+
+    class CPUFriendlyDDP(base):
+        """DDP that drops ``device_ids`` for CPU modules (open_clip_train always passes them)."""
+
+        def __init__(self, module, device_ids=None, *args, **kwargs):
+            if device_ids is not None and next(module.parameters()).device.type == "cpu":
+                device_ids = None
+            super().__init__(module, device_ids, *args, **kwargs)
+
+    return base, CPUFriendlyDDP
+
+
+@contextlib.contextmanager
+def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto", quiet: bool = False):
+    """Apply linrepro's patches to open_clip_train for the duration of one training.
+
+    ``quiet``: open_clip_train's log goes to its ``out.log`` only, not to the console (a notebook
+    stays readable). Either way its handlers are removed afterwards, so a second run in the same
+    process does not write into the first run's log, and torch's own loggers stay at WARNING.
+    """
+    import logging
+
+    import open_clip_train.main as ocm
+
+    from linrepro import clip
+
+    clip.register_models()
+    if attention not in clip.ATTENTIONS:
+        raise ValueError(f"attention must be one of {clip.ATTENTIONS}, got {attention!r}")
+    orig_create = ocm.create_model_and_transforms
+    orig_tb = ocm.tensorboard
+    base, ddp = _ddp_class()
+
+    def create(name, *args, **kwargs):
+        model, pre_train, pre_val = orig_create(name, *args, **kwargs)
+        clip.swap_attention(model, attention, score_scale=score_scale, backend=backend)
+        _created.append(model)
+        return model, pre_train, pre_val
+
+    orig_setup = ocm.setup_logging
+    handlers_before = list(logging.root.handlers)
+    level_before = logging.root.level
+
+    def setup_logging(log_file, level, include_host=False):
+        orig_setup(log_file, level, include_host)
+        for name in list(logging.root.manager.loggerDict):  # open_clip_train raised every logger to INFO
+            if not name.startswith("open_clip"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        if quiet:  # console handlers go (open_clip_train's and any basicConfig one); out.log stays
+            for h in list(logging.root.handlers):
+                if type(h) is logging.StreamHandler:
+                    logging.root.removeHandler(h)
+
+    ocm.create_model_and_transforms = create
+    ocm.tensorboard = SimpleNamespace(SummaryWriter=StepLog)
+    ocm.setup_logging = setup_logging
+    torch.nn.parallel.DistributedDataParallel = ddp
+    import warnings
+
+    orig_save = torch.save
+
+    def atomic_save(obj, f, *args, **kwargs):
+        """open_clip_train writes epoch_N.pt in place: a kill mid-write left a corrupt checkpoint
+        that ``--resume latest`` then picked. Write to a temp file and rename instead."""
+        if isinstance(f, (str, os.PathLike)):
+            tmp = f"{os.fspath(f)}.partial"
+            orig_save(obj, tmp, *args, **kwargs)
+            os.replace(tmp, f)
+        else:
+            orig_save(obj, f, *args, **kwargs)
+
+    torch.save = atomic_save
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pin_memory.*")
+            yield
+    finally:
+        torch.save = orig_save
+        ocm.create_model_and_transforms = orig_create
+        ocm.tensorboard = orig_tb
+        ocm.setup_logging = orig_setup
+        torch.nn.parallel.DistributedDataParallel = base
+        for h in list(logging.root.handlers):
+            if h not in handlers_before:
+                logging.root.removeHandler(h)
+                h.close()
+        for h in handlers_before:
+            if h not in logging.root.handlers:
+                logging.root.addHandler(h)
+        logging.root.setLevel(level_before)
+
+
+def open_clip_args(
+    *,
+    model: str,
+    train_data: str,
+    logs: str,
+    name: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    warmup: int = 10,
+    wd: float = 0.1,
+    workers: int = 0,
+    precision: str = "fp32",
+    seed: int = 0,
+    dataset_type: str = "csv",
+    train_num_samples: int | None = None,
+    save_frequency: int = 1,
+    resume: str | None = None,
+    keep_all_checkpoints: bool = False,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """The open_clip_train command line for one run: every step logged, a checkpoint each epoch of
+    which only the newest is kept (``keep_all_checkpoints``: every ``epoch_N.pt`` stays)."""
+    args = [
+        "--model",
+        model,
+        "--train-data",
+        str(train_data),
+        "--dataset-type",
+        dataset_type,
+        "--logs",
+        str(logs),
+        "--name",
+        name,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--lr",
+        str(lr),
+        "--warmup",
+        str(warmup),
+        "--wd",
+        str(wd),
+        "--workers",
+        str(workers),
+        "--precision",
+        precision,
+        "--seed",
+        str(seed),
+        "--save-frequency",
+        str(save_frequency),
+        "--report-to",
+        "tensorboard",
+        "--log-every-n-steps",
+        "1",
+        "--zeroshot-frequency",
+        "0",
+        "--val-frequency",
+        "0",
+        "--device",
+        "cuda" if torch.cuda.is_available() else "cpu",
+    ]
+    if dataset_type == "csv":
+        args += ["--csv-img-key", "filepath", "--csv-caption-key", "title", "--csv-separator", "\t"]
+    if train_num_samples:
+        args += ["--train-num-samples", str(train_num_samples)]
+    if not keep_all_checkpoints:
+        if save_frequency != 1:  # open_clip_train deletes epoch_{N-1}.pt, which exists only at frequency 1
+            raise ValueError("only the latest checkpoint can be kept with save_frequency 1")
+        args += ["--delete-previous-checkpoint"]
+    if resume:
+        args += ["--resume", resume]
+    return args + list(extra or [])
+
+
+def _epoch_of(path: Path) -> int:
+    return int(path.stem.split("_")[1])
+
+
+def epoch_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """``epoch_N.pt`` files of a run's ``checkpoints/`` folder, oldest first."""
+    d = Path(checkpoint_dir)
+    found = [p for p in d.glob("epoch_*.pt") if p.stem.split("_")[1].isdigit()] if d.is_dir() else []
+    return sorted(found, key=_epoch_of)
+
+
+def is_weights_only(checkpoint: str | Path) -> bool:
+    """True for a checkpoint :func:`finalize_checkpoints` wrote (no optimizer state to resume from)."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    return "optimizer" not in ck
+
+
+def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
+    """After a run has finished: keep its newest ``epoch_N.pt`` only, as weights only.
+
+    Older epochs and leftovers of a kill mid-save (``*.partial``, open_clip_train's ``tmp.pt``)
+    are deleted; the optimizer and grad-scaler state is dropped from the newest checkpoint (it
+    only serves ``--resume``, which a finished run never needs). ``epoch`` and ``state_dict``
+    stay, so :func:`linrepro.study.experiments.load_model` and open_clip's ``--pretrained`` read it as
+    before. Written to a temp file and renamed. Returns the kept checkpoint (None if there is none).
+    """
+    d = Path(checkpoint_dir)
+    ckpts = epoch_checkpoints(d)
+    for p in ckpts[:-1] + sorted(d.glob("*.partial")) + ([d / "tmp.pt"] if (d / "tmp.pt").exists() else []):
+        p.unlink(missing_ok=True)
+    if not ckpts:
+        return None
+    last = ckpts[-1]
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    if "optimizer" in ck or "scaler" in ck:
+        slim = {k: v for k, v in ck.items() if k not in ("optimizer", "scaler")}
+        tmp = last.with_name(last.name + ".partial")
+        torch.save(slim, tmp)
+        os.replace(tmp, last)
+    return last
+
+
+_created: list = []
+
+
+def run_open_clip_train(
+    argv: list[str],
+    attention: str = "softmax",
+    score_scale: float | str = 0.5,
+    backend: str = "auto",
+    quiet: bool = False,
+):
+    """Run ``open_clip_train.main.main(argv)`` in this process with the patches applied.
+
+    Returns the trained model (the first one open_clip_train built). With
+    ``LINREPRO_DUMP_WEIGHTS=DIR`` set, every rank saves its final state_dict to
+    ``DIR/rank<R>.pt`` (the DDP test compares them).
+    """
+    import open_clip_train.main as ocm
+
+    _created.clear()
+    with patched(attention, score_scale, backend, quiet):
+        rc = ocm.main(list(argv))
+    if rc not in (None, 0):
+        raise RuntimeError(f"open_clip_train exited with {rc} (see its out.log); arguments: {' '.join(argv)}")
+    model = _created[0] if _created else None
+    dump = os.environ.get("LINREPRO_DUMP_WEIGHTS")
+    if dump and model is not None:
+        Path(dump).mkdir(parents=True, exist_ok=True)
+        rank = int(os.environ.get("RANK", "0"))
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(dump) / f"rank{rank}.pt")
+    return model
+
+
+def read_steps(run_dir: str | Path) -> list[dict]:
+    p = Path(run_dir) / "steps.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, theirs = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    ap = argparse.ArgumentParser(
+        prog="python -m linrepro.clip.train",
+        description="open_clip_train with linrepro's attention swap; open_clip_train's own arguments follow `--`.",
+    )
+    ap.add_argument("--attention", default="softmax", choices=["softmax", "eq4", "eq7"])
+    ap.add_argument(
+        "--score-scale",
+        type=check_score_scale,
+        default=0.5,
+        help="s in Eq. 7: a positive number, or 1/N for the per-length scale",
+    )
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "reference"])
+    a, rest = ap.parse_known_args(ours)
+    run_open_clip_train(rest + theirs, a.attention, a.score_scale, a.backend)
+    return 0
+
+
+if __name__ == "__main__":
+    if os.environ.get("LOCAL_RANK") is not None and not torch.cuda.is_available():
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

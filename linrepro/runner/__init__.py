@@ -1,0 +1,1 @@
+"""Parameters, papermill runs, reports, the site and the command line."""

@@ -1,0 +1,1 @@
+"""One analysis module per notebook, and the run records notebooks read and write."""

@@ -1,0 +1,473 @@
+"""Timing harness: affine LA against softmax (SDPA) over sequence length N.
+
+Runs without Jupyter: ``python -m linrepro.runner.bench --profile cpu --out DIR``. It needs only torch,
+numpy, scipy, pandas and pyyaml (triton for the Triton backend), and runs from an uninstalled
+copy of the tree, as on a bare GPU image. Notebook ``02_attention_timing`` calls the same
+functions, and both read one config: ``params/<profile>/02_attention_timing.yaml`` over the
+notebook's defaults (:func:`load_config`).
+
+* implementations: ``la-<backend>-<variant>`` for each LA backend that can run here, and
+  ``sdpa-<backend>`` for each SDPA backend (flash, cudnn, efficient, math), each forced with
+  ``torch.nn.attention.sdpa_kernel`` so the recorded backend is the one that ran.
+* modes: ``fwd`` and ``fwdbwd``. Inputs are drawn on the device, once per N, and shared by every
+  implementation at that N.
+* GPU timing: after ``warmup`` calls, groups of calls issued back to back between two CUDA
+  events, so the host's per-call Python overlaps the kernels and is not timed; the per-call time
+  of each group is one sample. CPU: ``time.perf_counter`` around each call (the host is the
+  device). Median and mean over the samples; the number of calls timed is recorded.
+* peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU the rise of the process's
+  peak resident set (VmHWM, reset through /proc/self/clear_refs, after glibc's malloc_trim so
+  reused free memory does not hide the call's allocations) during one run.
+* a case that cannot run is ``skipped`` with its reason (out of memory, over the int32 index
+  limit of FlashAttention-2, over the time budget predicted from the slope so far, an SDPA
+  backend that refuses the shape); a case that raises anything else is ``failed`` with the
+  exception, and the sweep goes on. ``bench.json`` is rewritten after every case, so a crash or
+  a kill keeps what was measured. Nothing is extrapolated here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from linrepro.utils import provenance
+from linrepro.utils.measure import _proc_kib, measure_peak, time_fn
+
+SDPA_BACKENDS = ("flash", "cudnn", "efficient", "math")
+INT32_LIMIT = 2**31
+NOTEBOOK = "02_attention_timing"
+
+
+@dataclass
+class Case:
+    impl: str  # la-torch-eq4, sdpa-flash, ...
+    method: str  # linear | softmax
+    backend: str  # torch | triton | flash | cudnn | efficient | math
+    variant: str | None
+    mode: str  # fwd | fwdbwd
+    n: int
+    batch: int
+    heads: int
+    head_dim: int
+    dtype: str
+    device: str
+    status: str = "ok"  # ok | skipped | failed
+    reason: str | None = None
+    runs: int = 0
+    warmup: int = 0
+    median_s: float | None = None
+    mean_s: float | None = None
+    min_s: float | None = None
+    peak_mem_bytes: int | None = None
+    io_bytes: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- config
+def config_from_params(
+    batch, heads, head_dim, dtype, la_log2, softmax_log2, warmup, runs, budget_s, modes, variants, fit_from_n=None
+) -> dict:
+    """The sweep settings, checked: the notebook's parameters and the CLI both build them here."""
+    if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+        raise ValueError(f"dtype {dtype!r} is not a torch dtype; use float32, float16 or bfloat16")
+    for name, rng in (("la_log2", la_log2), ("softmax_log2", softmax_log2)):
+        if len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0:
+            raise ValueError(f"{name} must be [lo, hi] with 0 ≤ lo ≤ hi, got {rng!r}")
+    for name, val in (("batch", batch), ("heads", heads), ("head_dim", head_dim), ("runs", runs)):
+        if not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer ≥ 0, got {warmup!r}")
+    if not budget_s > 0:
+        raise ValueError(f"budget_s must be positive, got {budget_s!r}")
+    bad = [m for m in modes if m not in ("fwd", "fwdbwd")]
+    if bad:
+        raise ValueError(f"modes must be fwd and/or fwdbwd, got {bad}")
+    fit = dict(fit_from_n or {})
+    bad = [k for k in fit if k not in ("linear", "softmax")]
+    if bad:
+        raise ValueError(f"fit_from_n keys must be 'linear' and/or 'softmax', got {bad}")
+    return dict(
+        batch=batch,
+        heads=heads,
+        head_dim=head_dim,
+        dtype=dtype,
+        la_log2=tuple(la_log2),
+        softmax_log2=tuple(softmax_log2),
+        warmup=warmup,
+        runs=runs,
+        budget_s=float(budget_s),
+        modes=tuple(modes),
+        variants=tuple(variants),
+        fit_from_n=fit,
+    )
+
+
+# --------------------------------------------------------------------------- cases
+def make_inputs(n: int, cfg: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of (B, H, n, D), drawn on the device in the benchmark's dtype (seeded by n)."""
+    dtype = getattr(torch, cfg["dtype"])
+    g = torch.Generator(device=device).manual_seed(n)
+    shape = (cfg["batch"], cfg["heads"], n, cfg["head_dim"])
+    return tuple(torch.randn(shape, generator=g, device=device, dtype=dtype) for _ in range(3))  # type: ignore[return-value]
+
+
+def _la_fn(backend, variant):
+    from linrepro.attention import linear_attention
+
+    return lambda q, k, v: linear_attention(q, k, v, variant=variant, backend=backend)
+
+
+def _sdpa_fn(backend):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    enum = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": getattr(SDPBackend, "CUDNN_ATTENTION", None),
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "math": SDPBackend.MATH,
+    }[backend]
+    if enum is None:
+        raise RuntimeError(f"this torch has no SDPA backend {backend!r}")
+
+    def fn(q, k, v):
+        with sdpa_kernel([enum]):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    return fn
+
+
+def available_la_backends(device: torch.device, interpreted: bool = False) -> list[str]:
+    """LA backends that run on ``device``; ``interpreted``: also Triton on CPU when
+    TRITON_INTERPRET is set (a rehearsal of the GPU sweep, far too slow to time anything)."""
+    out = ["torch"]
+    if device.type == "cuda" or (interpreted and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")):
+        try:
+            import triton  # noqa: F401
+
+            out.insert(0, "triton")
+        except ImportError:
+            pass
+    return out
+
+
+def implementations(
+    device: torch.device, variants, interpreted: bool = False
+) -> list[tuple[str, str, str, str | None]]:
+    impls = [(f"la-{b}-{v}", "linear", b, v) for b in available_la_backends(device, interpreted) for v in variants]
+    sd = SDPA_BACKENDS if device.type == "cuda" else ("flash", "math")
+    impls += [(f"sdpa-{b}", "softmax", b, None) for b in sd]
+    return impls
+
+
+def _io_bytes(n, cfg, mode) -> int:
+    """Bytes that must cross memory at least once: q, k, v read and o written (fwd);
+    bwd adds do read, dq/dk/dv written and q, k, v, o read again."""
+    el = torch.finfo(getattr(torch, cfg["dtype"])).bits // 8
+    t = cfg["batch"] * cfg["heads"] * n * cfg["head_dim"] * el
+    return 4 * t if mode == "fwd" else 4 * t + 8 * t
+
+
+def _mem_available() -> int:
+    """MemAvailable (free plus reclaimable page cache), in bytes."""
+    return _proc_kib("/proc/meminfo", "MemAvailable") or 8 * 2**30
+
+
+def _cpu_softmax_mem_guard(backend, n, cfg) -> str | None:
+    """The math backend materialises B·H·N² scores (three copies with softmax and grad)."""
+    if backend != "math":
+        return None
+    need = 3 * cfg["batch"] * cfg["heads"] * n * n * torch.finfo(getattr(torch, cfg["dtype"])).bits // 8
+    avail = _mem_available()
+    if need > 0.5 * avail:
+        return f"needs about {need / 2**30:.1f} GiB for the N×N scores; {avail / 2**30:.1f} GiB free"
+    return None
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    msg = str(e).strip().splitlines()
+    return (msg[0] if msg else type(e).__name__)[:limit]
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return type(e).__name__ == "OutOfResources" or "out of memory" in str(e).lower()
+
+
+def run_case(impl, method, backend, variant, mode, n, cfg, device, inputs=None) -> Case:
+    """One (implementation, mode, N). Never raises for a case: an out-of-memory or a backend that
+    refuses the shape is ``skipped``, anything else ``failed``, each with its reason."""
+    device = torch.device(device)
+    c = Case(
+        impl,
+        method,
+        backend,
+        variant,
+        mode,
+        n,
+        cfg["batch"],
+        cfg["heads"],
+        cfg["head_dim"],
+        cfg["dtype"],
+        str(device),
+        warmup=cfg["warmup"],
+        io_bytes=_io_bytes(n, cfg, mode),
+    )
+    numel = cfg["batch"] * cfg["heads"] * n * cfg["head_dim"]
+    if method == "softmax" and backend in ("flash", "efficient") and device.type == "cuda" and numel >= INT32_LIMIT:
+        c.status, c.reason = "skipped", f"B·H·N·D = {numel:,} ≥ 2^31: FlashAttention-style int32 indexing may overflow"
+        return c
+    if device.type == "cpu" and method == "softmax":
+        guard = _cpu_softmax_mem_guard(backend, n, cfg)
+        if guard:
+            c.status, c.reason = "skipped", guard
+            return c
+    try:
+        fn = _la_fn(backend, variant) if method == "linear" else _sdpa_fn(backend)
+        base = inputs if inputs is not None else make_inputs(n, cfg, device)
+        if mode == "fwd":
+            q, k, v = base
+
+            def call():
+                with torch.no_grad():
+                    return fn(q, k, v)
+        else:
+            q, k, v = (t.detach().requires_grad_(True) for t in base)
+            go = torch.ones_like(base[2])
+
+            def call():
+                o = fn(q, k, v)
+                torch.autograd.grad(o, (q, k, v), go)
+
+        times, used = time_fn(call, device, cfg["warmup"], cfg["runs"], cfg["budget_s"])
+        c.runs = used
+        c.median_s, c.mean_s, c.min_s = statistics.median(times), statistics.fmean(times), min(times)
+        c.extra["timer"] = "cuda-events, calls back to back" if device.type == "cuda" else "perf_counter per call"
+        c.peak_mem_bytes = measure_peak(call, device)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # a case never ends the sweep: record it and go on
+        if _is_oom(e):
+            c.status, c.reason = "skipped", f"out of memory: {_first_line(e, 200)}"
+        elif method == "softmax" and isinstance(e, RuntimeError):
+            c.status, c.reason = "skipped", f"{backend} cannot run this case: {_first_line(e)}"
+        else:
+            c.status, c.reason = "failed", f"{type(e).__name__}: {_first_line(e)}"
+            c.extra["traceback"] = traceback.format_exc(limit=8)[-4000:]
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return c
+
+
+def _predicted_too_slow(prev: list[Case], n: int, cfg) -> str | None:
+    """Predict the next point's total time (warm-up + one run) from the last two; skip past budget."""
+    ok = [c for c in prev if c.status == "ok" and c.median_s]
+    if not ok:
+        return None
+    last = ok[-1]
+    slope = 2.0
+    if len(ok) >= 2 and ok[-2].median_s and ok[-2].median_s > 0:
+        slope = min(2.5, max(1.0, math.log(last.median_s / ok[-2].median_s) / math.log(last.n / ok[-2].n)))
+    pred = last.median_s * (n / last.n) ** slope
+    if pred * (1 + min(cfg["warmup"], 1)) > cfg["budget_s"]:
+        return (
+            f"predicted {pred:.3g} s per run from the slope so far ({slope:.2f}); "
+            f"over the {cfg['budget_s']:g} s budget per point"
+        )
+    return None
+
+
+def grid(cfg: dict) -> dict[str, list[int]]:
+    """The N of each method ("linear", "softmax") in this config."""
+    return {
+        m: [2**e for e in range(cfg[f"{k}_log2"][0], cfg[f"{k}_log2"][1] + 1)]
+        for m, k in (("linear", "la"), ("softmax", "softmax"))
+    }
+
+
+def sweep(
+    cfg: dict, device: str | torch.device = "cpu", impls=None, progress: bool | None = None, on_case=None
+) -> list[Case]:
+    """Every implementation × mode × N, N by N: one set of inputs per N, shared by every case at
+    that N. ``on_case(cases_so_far)`` is called after each case (the CLI writes bench.json there).
+    ``progress=None``: a bar unless inside a linrepro run (there the report shows cells, not bars)."""
+    if progress is None:
+        progress = not os.environ.get("LINREPRO_RUN_DIR")
+    device = torch.device(device)
+    impls = impls or implementations(device, cfg["variants"])
+    ns = grid(cfg)
+    jobs = [(i, mode) for i in impls for mode in cfg["modes"]]
+    total = sum(len(ns[i[1]]) for i, _ in jobs)
+    bar = None
+    if progress:
+        from linrepro.utils.progress import progress as _bar
+
+        bar = _bar(total, "bench", unit="case")
+    prev: dict[tuple, list[Case]] = {job_key: [] for job_key in ((i[0], m) for i, m in jobs)}
+    stop: dict[tuple, str | None] = dict.fromkeys(prev)
+    out: list[Case] = []
+    for n in sorted(set(ns["linear"]) | set(ns["softmax"])):
+        inputs = None
+        for (impl, method, backend, variant), mode in jobs:
+            if n not in ns[method]:
+                continue
+            key = (impl, mode)
+            if stop[key] is None:
+                stop[key] = _predicted_too_slow(prev[key], n, cfg)
+            if stop[key]:
+                c = Case(
+                    impl,
+                    method,
+                    backend,
+                    variant,
+                    mode,
+                    n,
+                    cfg["batch"],
+                    cfg["heads"],
+                    cfg["head_dim"],
+                    cfg["dtype"],
+                    str(device),
+                    status="skipped",
+                    reason=stop[key],
+                )
+            else:
+                if inputs is None:
+                    try:
+                        inputs = make_inputs(n, cfg, device)
+                    except Exception as e:  # noqa: BLE001 - run_case records it per case
+                        inputs = e
+                if isinstance(inputs, Exception):
+                    c = Case(
+                        impl,
+                        method,
+                        backend,
+                        variant,
+                        mode,
+                        n,
+                        cfg["batch"],
+                        cfg["heads"],
+                        cfg["head_dim"],
+                        cfg["dtype"],
+                        str(device),
+                        status="skipped" if _is_oom(inputs) else "failed",
+                        reason=f"inputs: {type(inputs).__name__}: {_first_line(inputs)}",
+                    )
+                else:
+                    c = run_case(impl, method, backend, variant, mode, n, cfg, device, inputs)
+                if c.status == "skipped" and c.reason and "out of memory" in c.reason:
+                    stop[key] = f"a smaller N ran out of memory ({c.reason[:80]})"
+            prev[key].append(c)
+            out.append(c)
+            if on_case is not None:
+                on_case(out)
+            if bar is not None:
+                bar.set_postfix_str(f"{impl} {mode} N={n}")
+                bar.update(1)
+        del inputs
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 2**30, runs: int = 20) -> float | None:
+    """Device-to-device copy bandwidth (bytes/s; read + write counted) on a GPU, measured now."""
+    if device.type != "cuda":
+        return None
+    a = torch.empty(nbytes // 2, dtype=torch.float16, device=device)
+    b = torch.empty_like(a)
+    times, _ = time_fn(lambda: b.copy_(a), device, 5, runs, 30.0)
+    return 2 * nbytes / statistics.median(times)
+
+
+# --------------------------------------------------------------------------- output
+def write(cases: list[Case], out_dir: Path, cfg: dict, extra: dict | None = None, prov: dict | None = None) -> dict:
+    """bench.json (provenance, config, cases) and bench.csv, each written atomically."""
+    from linrepro.utils.io import atomic_write_text, write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "provenance": dict(prov or provenance.collect()),
+        "config": cfg,
+        "cases": [asdict(c) for c in cases],
+        **(extra or {}),
+    }
+    doc["provenance"]["sdpa_note"] = "each sdpa case forces one backend with torch.nn.attention.sdpa_kernel"
+    write_json(out_dir / "bench.json", doc)
+    rows = [asdict(c) for c in cases]
+    if rows:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=[k for k in rows[0] if k != "extra"])
+        w.writeheader()
+        for r in rows:
+            r.pop("extra", None)
+            w.writerow(r)
+        atomic_write_text(out_dir / "bench.csv", buf.getvalue())
+    return doc
+
+
+def load(path: Path) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "bench.json"
+    if not p.exists():
+        raise FileNotFoundError(f"no bench.json at {path}")
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise ValueError(f"{p}: not a readable bench.json ({e})") from None
+
+
+def measure(
+    cfg: dict, device: str | torch.device, out_dir, impls=None, progress: bool | None = None, bandwidth: bool = True
+) -> dict:
+    """The sweep, with bench.json rewritten after every case (a kill keeps what was measured) and
+    the copy bandwidth measured at the end; returns the bench document."""
+    device = torch.device(device)
+    prov = provenance.collect()
+    state = {"status": "running"}
+    cases = sweep(
+        cfg, device, impls, progress, on_case=lambda so_far: write(so_far, out_dir, cfg, {"sweep": state}, prov)
+    )
+    state["status"] = "complete"
+    bw = copy_bandwidth(device) if bandwidth else None
+    return write(cases, out_dir, cfg, {"sweep": state, "copy_bandwidth_Bps": bw}, prov)
+
+
+def measure_or_load(cfg: dict, reference_dir: str, device: str, out_dir) -> tuple[dict, str]:
+    """Either load a recorded ``bench.json`` (e.g. outputs/reference/h200/…) or measure now.
+
+    Returns the bench document and a sentence saying which it is, for the report.
+    """
+    from linrepro.utils import project
+
+    if reference_dir:
+        p = Path(reference_dir)
+        p = p if p.is_absolute() else project.root() / p
+        doc = load(p)
+        return doc, (
+            f"**Recorded run**, loaded from `{reference_dir}`: measured on {device_name(doc)} on "
+            f"{doc['provenance']['date']} (commit {str(doc['provenance']['git'].get('commit'))[:10]}). "
+            "Not measured in this run."
+        )
+    dev = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but torch sees no CUDA device")
+    doc = measure(cfg, dev, out_dir)
+    return doc, f"**Measured in this run** on {device_name(doc)} ({dev.type}), {doc['provenance']['date']}."
+
+
+def device_name(doc: dict) -> str:
+    dev = doc["provenance"]["device"]
+    return (dev.get("cuda") or {}).get("name") or dev.get("cpu") or "?"

@@ -1,0 +1,440 @@
+"""Training grids for notebook 03: data export, one open_clip_train run per (model, attention),
+zero-shot evaluation per domain. Each run's folder keeps open_clip_train's ``out.log``, one
+checkpoint (the newest epoch: with optimizer state while the run can still be resumed, weights
+only once it has finished) and linrepro's ``steps.csv``; ``summary.json`` is written last, so a
+folder without it is a run that did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from linrepro import clip, data
+from linrepro.utils.io import write_json
+
+
+def prepare_data(
+    out_dir, domains, resolution: int, seed: int, val_fraction: float, n_per_domain: int | None, progress: bool = False
+) -> dict:
+    """Export the training split as an open_clip CSV (reused when the same settings exist)."""
+    domains = list(domains)
+    if isinstance(n_per_domain, dict):
+        n_per_domain = {d: n for d, n in n_per_domain.items() if n} or None  # 0: that domain's default
+        sizes = "-".join(f"{d}{n_per_domain[d]}" for d in sorted(n_per_domain)) if n_per_domain else "all"
+    else:
+        sizes = n_per_domain or "all"
+    key = f"{'-'.join(domains)}_r{resolution}_s{seed}_v{val_fraction}_n{sizes}"
+    d = Path(out_dir) / key
+    manifest = d / "manifest.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())
+    t = time.perf_counter()
+    csv_path, n = data.write_csv(
+        d,
+        domains=domains,
+        split="train",
+        resolution=resolution,
+        seed=seed,
+        val_fraction=val_fraction,
+        n_per_domain=n_per_domain,
+        progress=progress,
+    )
+    names = data.write_classnames(d, domains)
+    info = {
+        "dir": str(d),
+        "train_csv": str(csv_path),
+        "n_train": n,
+        "classnames": str(names),
+        "domains": domains,
+        "resolution": resolution,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "n_per_domain": n_per_domain,
+        "export_s": time.perf_counter() - t,
+    }
+    write_json(manifest, info)
+    return info
+
+
+def zero_shot_domains(
+    model,
+    tokenizer,
+    preprocess,
+    domains,
+    resolution: int,
+    seed: int,
+    val_fraction: float,
+    n_per_domain,
+    classnames_path: str | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Zero-shot top-1/top-5 on each bundled domain's held-out split, rendered at ``resolution``."""
+    from linrepro.clip import zeroshot
+
+    return [
+        zeroshot.evaluate_set(
+            model,
+            tokenizer,
+            preprocess,
+            zeroshot.bundled(
+                dom,
+                seed=seed,
+                val_fraction=val_fraction,
+                n_per_domain=n_per_domain,
+                classnames_path=classnames_path,
+                limit=limit,
+            ),
+            resolution,
+        )
+        for dom in domains
+    ]
+
+
+def external_dataset(train_data: str, train_num_samples: int, eval_domains=()) -> dict:
+    """A dataset record for data linrepro did not export (LAION-400M webdataset shards, a CSV)."""
+    if not train_data:
+        raise ValueError("train_data is empty")
+    kind = "csv" if str(train_data).endswith(".csv") else "webdataset"
+    if kind == "webdataset" and train_num_samples <= 0:
+        raise ValueError(
+            f"webdataset training needs train_num_samples > 0 (samples per epoch), got {train_num_samples}"
+        )
+    return {
+        "train_csv": None,
+        "train_data": str(train_data),
+        "dataset_type": kind,
+        "train_num_samples": train_num_samples or None,
+        "domains": list(eval_domains),
+        "resolution": None,
+        "seed": 0,
+        "val_fraction": 0.2,
+        "n_per_domain": None,
+        "classnames": None,
+    }
+
+
+def _launch_torchrun(nproc: int, attention: str, score_scale: float, args: list[str], log_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "linrepro.clip.train",
+        "--attention",
+        attention,
+        "--score-scale",
+        str(score_scale),
+        "--",
+        *args,
+    ]
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env.setdefault("OMP_NUM_THREADS", "1")  # nproc processes share the CPU cores
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {r.returncode}; see {log_path}")
+
+
+def train_and_evaluate(
+    model_name: str,
+    attention: str,
+    dataset: dict,
+    out_dir,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    precision: str = "fp32",
+    seed: int = 0,
+    score_scale: float | str = 0.5,
+    eval_domains=None,
+    quiet: bool = True,
+    nproc: int = 1,
+    name: str | None = None,
+    extra_args: list[str] | None = None,
+) -> dict:
+    """One open_clip_train run with ``attention`` (``batch_size`` is global: each of ``nproc``
+    torchrun processes takes ``batch_size // nproc``), then zero-shot on each domain's val split.
+
+    An interrupted run resumes from its latest checkpoint; a finished one (``summary.json``) is reused.
+    Only the newest checkpoint is kept, and once ``summary.json`` is written it is made weights only
+    (:func:`linrepro.clip.train.finalize_checkpoints`).
+    """
+    from linrepro.clip.train import (
+        epoch_checkpoints,
+        finalize_checkpoints,
+        is_weights_only,
+        open_clip_args,
+        read_steps,
+        run_open_clip_train,
+    )
+
+    if nproc < 1 or batch_size % nproc:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of nproc {nproc}")
+    logs = Path(out_dir)
+    name = name or f"{model_name}-{attention}"
+    run = logs / name
+    if (run / "summary.json").exists():
+        return json.loads((run / "summary.json").read_text())
+    resume = "latest" if (run / "checkpoints").exists() else None  # an interrupted run continues
+    ckpts = epoch_checkpoints(run / "checkpoints")
+    if ckpts and is_weights_only(ckpts[-1]):
+        raise RuntimeError(
+            f"{run} finished (its checkpoint {ckpts[-1].name} holds weights only, nothing to "
+            f"resume from) but has no summary.json; delete the folder to train it again"
+        )
+    args = open_clip_args(
+        model=model_name,
+        train_data=dataset.get("train_data") or dataset["train_csv"],
+        logs=logs,
+        name=name,
+        epochs=epochs,
+        batch_size=batch_size // nproc,
+        lr=lr,
+        warmup=warmup,
+        precision=precision,
+        seed=seed,
+        resume=resume,
+        dataset_type=dataset.get("dataset_type", "csv"),
+        train_num_samples=dataset.get("train_num_samples"),
+        extra=extra_args,
+    )
+    t = time.perf_counter()
+    if nproc == 1:
+        model = run_open_clip_train(args, attention=attention, score_scale=score_scale, quiet=quiet)
+    else:
+        _launch_torchrun(nproc, attention, score_scale, args, run / "torchrun.log")
+        model = None
+    train_s = time.perf_counter() - t
+    steps = read_steps(run)
+    ckpts = epoch_checkpoints(run / "checkpoints")
+    summary = {
+        "model": model_name,
+        "attention": attention,
+        "score_scale": score_scale,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "nproc": nproc,
+        "lr": lr,
+        "train_s": train_s,
+        "steps": len(steps),
+        "extra_args": list(extra_args or []),
+        "checkpoint": str(ckpts[-1]) if ckpts else None,
+        "run_dir": str(run),
+    }
+    if model is None:
+        model, _, _ = load_model(summary)
+    import open_clip
+
+    _, _, preprocess = open_clip.create_model_and_transforms(model_name, **_image_size_kw(extra_args))
+    tokenizer = open_clip.get_tokenizer(model_name)
+    domains = dataset["domains"] if eval_domains is None else eval_domains
+    zs = (
+        zero_shot_domains(
+            model,
+            tokenizer,
+            preprocess,
+            domains,
+            dataset["resolution"] or 224,
+            dataset["seed"],
+            dataset["val_fraction"],
+            dataset["n_per_domain"],
+            dataset["classnames"],
+        )
+        if domains
+        else []
+    )
+    tail = [s["loss"] for s in steps[-max(1, len(steps) // 10) :]]
+    summary.update(
+        {
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "n_params_nonembed": sum(p.numel() for n, p in model.named_parameters() if "token_embedding" not in n),
+            "final_loss": statistics.fmean(tail) if tail else None,
+            "images_per_s": statistics.median(s["samples_per_second"] for s in steps[1:]) if len(steps) > 1 else None,
+            "zero_shot": zs,
+        }
+    )
+    write_json(run / "summary.json", summary)
+    finalize_checkpoints(run / "checkpoints")  # the run is done: the newest checkpoint, weights only
+    return summary
+
+
+def train_grid(
+    models,
+    attentions,
+    dataset: dict,
+    out_dir,
+    *,
+    batch_sizes: dict | None = None,
+    batch_size: int = 64,
+    log=print,
+    **kw,
+) -> list[dict]:
+    """Every (model, attention) in order; each run's one-line result is logged as it finishes."""
+    summaries = []
+    for m in models:
+        for att in attentions:
+            s = train_and_evaluate(m, att, dataset, out_dir, batch_size=(batch_sizes or {}).get(m, batch_size), **kw)
+            summaries.append(s)
+            log(describe(s))
+    return summaries
+
+
+def _image_size_kw(extra_args) -> dict:
+    extra = list(extra_args or [])
+    return (
+        {"force_image_size": int(extra[extra.index("--force-image-size") + 1])} if "--force-image-size" in extra else {}
+    )
+
+
+def train_variants(
+    variants: list[dict], dataset: dict, out_dir, *, batch_size: int = 64, log=print, **kw
+) -> list[dict]:
+    """Extra runs under the same budget, each a dict with ``model``, ``attention`` and optionally
+    ``score_scale`` (an ablation next to the main grid, e.g. Eq. 7 with s = ½ against s = 1/N)."""
+    from linrepro.attention import check_score_scale
+
+    out = []
+    for v in variants:
+        unknown = set(v) - {"model", "attention", "score_scale"}
+        if unknown or "model" not in v or "attention" not in v:
+            raise ValueError(f"an extra run needs 'model' and 'attention' (and may set 'score_scale'); got {v!r}")
+        scale = check_score_scale(v.get("score_scale", kw.get("score_scale", 0.5)))
+        tag = str(scale).replace("/", "over")
+        s = train_and_evaluate(
+            v["model"],
+            v["attention"],
+            dataset,
+            out_dir,
+            batch_size=batch_size,
+            **{**kw, "score_scale": scale},
+            name=f"{v['model']}-{v['attention']}-s{tag}",
+        )
+        out.append(s)
+        log(describe(s) + f" (s = {scale})")
+    return out
+
+
+def load_model(summary: dict, device="cpu", resolution: int | None = None):
+    """Rebuild a trained model from its summary (checkpoint, attention, score scale).
+
+    With ``resolution``, the model takes images of that side: the vision tower's positional
+    embedding is interpolated with open_clip's ``resize_pos_embed`` (bicubic), as open_clip does
+    when it loads a checkpoint at another image size.
+    """
+    from open_clip.model import resize_pos_embed
+
+    kw = {"force_image_size": int(resolution)} if resolution else _image_size_kw(summary.get("extra_args"))
+    model, preprocess, tokenizer = clip.create_model(
+        summary["model"], summary["attention"], score_scale=summary.get("score_scale", 0.5), **kw
+    )
+    ck = torch.load(summary["checkpoint"], map_location=device, weights_only=False)
+    sd = {k.removeprefix("module."): v for k, v in ck["state_dict"].items()}
+    resize_pos_embed(sd, model)
+    model.load_state_dict(sd)
+    return model.to(device).eval(), preprocess, tokenizer
+
+
+# --------------------------------------------------------------------------- tables and figures
+def steps_frame(summaries: list[dict]):
+    """All logged steps of all runs, with model, attention and epoch-free step index."""
+    import pandas as pd
+
+    from linrepro.clip.train import read_steps
+
+    frames = []
+    for s in summaries:
+        df = pd.DataFrame(read_steps(s["run_dir"]))
+        if len(df):
+            df["model"], df["attention"] = s["model"], s["attention"]
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def results_frame(summaries: list[dict]):
+    """One row per (model, attention, domain): zero-shot top-1/top-5, with training facts."""
+    import pandas as pd
+
+    rows = []
+    for s in summaries:
+        for z in s["zero_shot"]:
+            rows.append(
+                {
+                    "model": s["model"],
+                    "attention": s["attention"],
+                    "domain": z["domain"],
+                    "resolution": z["resolution"],
+                    "top1": z["top1"],
+                    "top5": z["top5"],
+                    "chance": z["chance"],
+                    "n_val": z["n"],
+                    "final_loss": s["final_loss"],
+                    "train_s": s["train_s"],
+                    "train_images_per_s": s["images_per_s"],
+                    "n_params": s["n_params"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def fig_curves(steps, y: str = "loss", smooth: int = 10):
+    import plotly.express as px
+
+    df = steps.copy()
+    df[y] = df.groupby(["model", "attention"])[y].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    return px.line(
+        df,
+        x="step",
+        y=y,
+        color="model",
+        line_dash="attention",
+        title=f"Training {y} (rolling mean over {smooth} steps): softmax solid, LA dashed",
+    )
+
+
+def sample_grid(domains, resolution: int, seed: int = 0) -> dict:
+    """One rendered image per class of each domain: an (n, H, W, 3) array and the captions."""
+    import numpy as np
+
+    images, captions, names = [], [], []
+    for dom in domains:
+        spec = data.domain_spec(dom)
+        ds = data.MixedDomainDataset(domains=(dom,), split="train", resolution=resolution, seed=seed)
+        seen = {}
+        for i in range(len(ds)):
+            _, _, label = ds.entry(i)
+            if label not in seen:
+                seen[label] = i
+            if len(seen) == len(spec.classnames):
+                break
+        for label in sorted(seen):
+            s = ds[seen[label]]
+            images.append(np.asarray(s.image))
+            captions.append(s.caption)
+            names.append(f"{dom}: {spec.classnames[label]}")
+    return {"image": np.stack(images), "captions": captions, "names": names}
+
+
+def describe(s: dict) -> str:
+    """One line per finished run for the notebook's log."""
+    top1 = ", ".join(f"{z['domain']} {z['top1']:.3f}" for z in s.get("zero_shot", [])) or "no zero-shot domains"
+    ips = f"{s['images_per_s']:6.0f}" if s.get("images_per_s") else "     ?"
+    loss = f"{s['final_loss']:.3f}" if s.get("final_loss") is not None else "?"
+    return (
+        f"{s['model']:>8} {s['attention']:>7}: {s['train_s']:6.0f} s, {ips} img/s, final loss {loss}; "
+        f"zero-shot top-1 {top1}"
+    )

@@ -1,0 +1,97 @@
+"""Where a number came from: commit, versions, device, date."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as _md
+import platform
+import subprocess
+
+from linrepro.utils import project
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return _md.version(dist)
+    except _md.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> dict:
+    try:
+        cwd = project.root()
+    except FileNotFoundError:
+        return {"commit": None, "dirty": None}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return {
+            "commit": sha.stdout.strip() or None,
+            "dirty": bool(dirty.stdout.strip()) if sha.returncode == 0 else None,
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info() -> dict:
+    info = {"cpu": cpu_name(), "cpu_count": __import__("os").cpu_count(), "cuda": None}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["cuda"] = {
+                "name": torch.cuda.get_device_name(0),
+                "count": torch.cuda.device_count(),
+                "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+                "cuda_version": torch.version.cuda,
+            }
+    except ImportError:
+        pass
+    return info
+
+
+def now_utc() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def collect() -> dict:
+    """A JSON-able record of this process's environment."""
+    return {
+        "date": now_utc(),
+        "git": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {
+            d: _version(d)
+            for d in (
+                "linrepro",
+                "torch",
+                "triton",
+                "open_clip_torch",
+                "numpy",
+                "scipy",
+                "papermill",
+                "nbconvert",
+                "plotly",
+            )
+        },
+        "device": device_info(),
+    }

@@ -1,0 +1,124 @@
+"""The published site in a real browser: headless Chromium (Debian's chromium + chromium-driver,
+driven by Selenium) with the network switched off, over the site that `reproduce --profile smoke`
+built. Every report's plotly figures must render to SVG and the console must stay clean."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# screenshots go beside the smoke outputs (a temporary folder) unless LINREPRO_SCREENSHOTS names a folder
+SHOTS_ENV = os.environ.get("LINREPRO_SCREENSHOTS")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver") or (
+    "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").exists() else None
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM or not DRIVER:
+        pytest.skip(
+            "Chromium is not installed (needs Debian's chromium and chromium-driver: "
+            "`apt-get install chromium chromium-driver`, which .ci/run does where apt-get works)"
+        )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[test]')")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1280,1000",
+        "--allow-file-access-from-files",
+    ):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv.set_page_load_timeout(60)
+    # the network off: every request other than file:// fails
+    drv.execute_cdp_cmd("Network.enable", {})
+    drv.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0},
+    )
+    yield drv
+    drv.quit()
+
+
+def _severe(drv):
+    return [e for e in drv.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def _wait_plots(drv, timeout=30):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(drv, timeout).until(
+        lambda d: d.execute_script(
+            "const p = document.querySelectorAll('.js-plotly-plot');"
+            "return p.length > 0 && Array.from(p).every(e => e.querySelector('svg.main-svg'));"
+        )
+    )
+
+
+@pytest.mark.notebook
+def test_site_and_every_report_render_offline(browser, smoke_outputs):
+    from selenium.webdriver.common.by import By
+
+    out = smoke_outputs["dir"]
+    index = out / "site" / "index.html"
+    assert index.exists(), smoke_outputs["log"]
+    shots = Path(SHOTS_ENV) if SHOTS_ENV else Path(smoke_outputs["dir"]) / "browser-test"
+    shots.mkdir(parents=True, exist_ok=True)
+
+    browser.get(index.as_uri())
+    assert not _severe(browser), _severe(browser)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    # the ledger comes first, with all 17 claims and a verdict each
+    assert body.index("Claims ledger") < body.index("Reports")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.ledger tr")[1:]
+    assert len(rows) == 17
+    verdicts = [r.find_element(By.CSS_SELECTOR, "td.verdict").text.split("\n")[0] for r in rows]
+    assert set(verdicts) <= {"supported", "contradicted", "inconclusive", "not testable here"}
+    assert "the check failed" not in body  # a broken check shows as such; none may be broken
+    browser.save_screenshot(str(shots / "index.png"))
+
+    reports = [a.get_attribute("href") for a in browser.find_elements(By.LINK_TEXT, "report")]
+    notebooks = sorted(p.name for p in (out / "smoke").iterdir())
+    assert len(set(h.split("#")[0] for h in reports)) >= len(notebooks)
+    checked = {}
+    for href in dict.fromkeys(h.split("#")[0] for h in reports):
+        browser.get(href)
+        _wait_plots(browser)
+        n_plots = browser.execute_script("return document.querySelectorAll('.js-plotly-plot').length")
+        n_svg = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.js-plotly-plot')).filter("
+            "e => e.querySelector('svg.main-svg')).length"
+        )
+        assert n_plots > 0 and n_svg == n_plots, (href, n_plots, n_svg)
+        assert not _severe(browser), (href, _severe(browser))
+        checked[href.split("/")[-3]] = n_plots
+    # every evidence link lands on an existing section of its report
+    for href in {h for h in reports if "#" in h}:
+        browser.get(href)
+        found = browser.execute_script(
+            "const h = location.hash.slice(1);"
+            "return !!(document.getElementById(h) || document.getElementById(decodeURIComponent(h)));"
+        )
+        assert found, f"no section for {href}"
+    browser.get(next(h for h in reports if "02_attention_timing" in h).split("#")[0])
+    _wait_plots(browser)
+    browser.execute_script("document.querySelector('.js-plotly-plot').scrollIntoView()")
+    browser.save_screenshot(str(shots / "report-02.png"))
+    (shots / "checked.json").write_text(json.dumps(checked, indent=1))
+    assert set(checked) >= set(notebooks), (checked, notebooks)
