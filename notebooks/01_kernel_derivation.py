@@ -21,13 +21,13 @@
 # the notebook only calls, tabulates and plots.
 
 # %% tags=["parameters"]
-seed = 0  # random seed for every check
-check_ns = [1, 7, 64, 257]  # sequence lengths for the factorised-vs-quadratic table
-check_ds = [16, 48, 64]  # head dims for that table
-decay_ns = [16, 64, 256, 1024, 4096]  # sequence lengths for the score-decay study
-norm_ns = [16, 64, 256, 1024, 4096, 16384]  # sequence lengths for eq7's output-norm growth
-head_dim = 64  # D for the decay, norm and FLOP studies
-n_queries = 64  # query rows formed per decay point
+seed = 0  # [0, ...) random seed for every check
+check_ns = [1, 7, 64, 257]  # non-empty [1, ...) sequence lengths for the factorised-vs-quadratic table
+check_ds = [16, 48, 64]  # non-empty [1, ...) head dims for that table
+decay_ns = [16, 64, 256, 1024, 4096]  # non-empty [1, ...) sequence lengths for the score-decay study
+norm_ns = [16, 64, 256, 1024, 4096, 16384]  # non-empty [1, ...) sequence lengths for eq7's output-norm growth
+head_dim = 64  # [1, ...) D for the decay, norm and FLOP studies
+n_queries = 64  # [1, ...) query rows formed per decay point
 score_scale = 0.5  # s in Eq. 7
 
 # %%

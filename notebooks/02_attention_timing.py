@@ -25,22 +25,22 @@
 
 # %% tags=["parameters"]
 reference_dir = ""  # a recorded bench folder to show instead of measuring (e.g. outputs/reference/h200/...)
-device = "auto"  # auto | cpu | cuda
-batch = 1  # B
-heads = 4  # H
-head_dim = 64  # D, also Dv
-dtype = "float32"  # float32 | float16 | bfloat16
-la_log2 = [10, 18]  # LA sweep: N from 2^lo to 2^hi
-softmax_log2 = [10, 14]  # softmax sweep: N from 2^lo to 2^hi
-warmup = 1  # warm-up calls per point
-runs = 3  # timed calls per point (fewer if a point passes the budget; the count used is recorded)
-budget_s = 60.0  # time budget per point; a point predicted to exceed it is skipped with that reason
-modes = ["fwd", "fwdbwd"]  # forward, forward+backward
-variants = ["eq4", "eq7"]  # LA variants
+device = "auto"  # {auto, cpu, cuda} where to time
+batch = 1  # [1, ...) B
+heads = 4  # [1, ...) H
+head_dim = 64  # [1, ...) D, also Dv
+dtype = "float32"  # {float32, float16, bfloat16} element type
+la_log2 = [10, 18]  # non-empty [0, ...) LA sweep: N from 2^lo to 2^hi
+softmax_log2 = [10, 14]  # non-empty [0, ...) softmax sweep: N from 2^lo to 2^hi
+warmup = 1  # [0, ...) warm-up calls per point
+runs = 3  # [1, ...) timed calls per point (fewer if a point passes the budget; the count used is recorded)
+budget_s = 60.0  # (0, ...) time budget per point; a point predicted to exceed it is skipped with that reason
+modes = ["fwd", "fwdbwd"]  # non-empty {fwd, fwdbwd} forward, forward+backward
+variants = ["eq4", "eq7"]  # non-empty {eq4, eq7} LA variants
 fit_from_n = {
     "linear": 8192,
     "softmax": 2048,
-}  # per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
+}  # [1, ...) per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
 
 # %%
 from IPython.display import Markdown, display

@@ -29,28 +29,30 @@
 # `build_zero_shot_classifier`, using the same class names and caption templates as training.
 
 # %% tags=["parameters"]
-models = ["tiny-S", "tiny-B", "tiny-L"]  # open_clip model names (see linrepro.clip.model_names())
-attentions = ["softmax", "eq7"]  # softmax | eq4 | eq7
+models = ["tiny-S", "tiny-B", "tiny-L"]  # non-empty open_clip model names (see linrepro.clip.model_names())
+attentions = ["softmax", "eq7"]  # non-empty {softmax, eq4, eq7} attention of each model
 domains = ["digits", "shapes", "glyphs"]  # bundled domains to train on
-resolution = 32  # image side the data is rendered at (the tiny models take 32 px)
-n_per_domain = {"shapes": 600, "glyphs": 600}  # samples per domain before the split (unnamed: the domain's default)
-val_fraction = 0.2  # held-out share per domain
-seed = 0  # data and training seed
-epochs = 14  # training epochs per model
-batch_size = 64  # global batch size (split over nproc processes)
-batch_sizes = {}  # per-model global batch size, overriding batch_size (paper: ViT-S/B/L-16 → 64/16/4)
-lr = 0.001  # peak learning rate (cosine schedule)
-warmup = 50  # warm-up steps
-precision = "fp32"  # open_clip_train --precision
+resolution = 32  # [1, ...) image side the data is rendered at and the models take (the tiny models: 32 px)
+n_per_domain = {"shapes": 600, "glyphs": 600}  # [1, ...) samples per domain before the split (unnamed: default)
+val_fraction = 0.2  # (0, 1) held-out share per domain
+seed = 0  # [0, ...) data and training seed
+epochs = 14  # [1, ...) training epochs per model
+batch_size = 64  # [1, ...) global batch size (split over nproc processes)
+batch_sizes = {}  # [1, ...) per-model global batch size, overriding batch_size (paper: ViT-S/B/L-16 → 64/16/4)
+lr = 0.001  # (0, ...) peak learning rate (cosine schedule)
+warmup = 50  # [0, ...) warm-up steps
+precision = "fp32"  # {amp, amp_bf16, amp_bfloat16, bf16, fp16, pure_bf16, pure_fp16, fp32} open_clip_train --precision
 score_scale: "ScoreScale" = "1/N"  # s in Eq. 7: a number, or 1/N (per query row: the keys it sums over)
 train_data: "ExistingPath" = ""  # webdataset shards or CSV to train on instead of the bundled data
-train_num_samples = 0  # samples per epoch for webdataset data (required with train_data shards)
-nproc = 1  # processes (torchrun) per model; > 1 uses DDP
+train_num_samples = 0  # [0, ...) samples per epoch for webdataset data (required with train_data shards)
+nproc = 1  # [1, ...) processes (torchrun) per model; > 1 uses DDP
 extra_runs = [
     {"model": "tiny-S", "attention": "eq7", "score_scale": 0.5}
 ]  # ablation runs, same budget (model, attention, score_scale)
 
 # %%
+import os
+
 import pandas as pd
 import plotly.express as px
 from IPython.display import Markdown, display
@@ -60,9 +62,17 @@ from linrepro.study.runs import run_dir, save_results, setup_notebook
 
 setup_notebook()
 out = run_dir("03_clip_training")
+# `linrepro run 03_clip_training --resume RUN_DIR` re-runs this notebook in RUN_DIR with this set:
+# finished models are reused, unfinished ones continue from their last checkpoint
+resume = os.environ.get("LINREPRO_RESUME") == "1"
+if resume:
+    print(f"resuming {out}: finished models are reused, the others continue from their last checkpoint")
 if train_data:  # e.g. LAION-400M shards: zero-shot evaluation is notebook 04's job (ImageNet-21K)
-    dataset = ex.external_dataset(train_data, train_num_samples)
-    print(f"training on {train_data} ({train_num_samples:,} samples per epoch), {nproc} process(es) per model")
+    dataset = ex.external_dataset(train_data, train_num_samples, resolution=resolution)
+    print(
+        f"training on {train_data} ({train_num_samples:,} samples per epoch) at {resolution} px, "
+        f"{nproc} process(es) per model"
+    )
 else:
     dataset = ex.prepare_data(out / "data", domains, resolution, seed, val_fraction, n_per_domain)
     print(
@@ -89,7 +99,8 @@ print("\n".join(grid["captions"][::7]))
 # One open_clip_train run per (model, attention), in this process. Each run folder keeps
 # open_clip_train's `out.log`, its last checkpoint (`checkpoints/epoch_N.pt`: earlier epochs are
 # deleted as training goes, and the optimizer state once the run has finished, leaving the
-# weights that notebooks 04-06 load) and linrepro's per-step `steps.csv`.
+# weights that notebooks 04-06 load) and linrepro's per-step `steps.csv`. Every model takes
+# images of `resolution` px (open_clip's `--force-image-size` when that is not its own size).
 
 # %%
 summaries = ex.train_grid(
@@ -106,6 +117,8 @@ summaries = ex.train_grid(
     seed=seed,
     score_scale=score_scale,
     nproc=nproc,
+    image_size=resolution,
+    resume=resume,
 )
 
 # %% [markdown]
@@ -127,8 +140,10 @@ extra = ex.train_variants(
     seed=seed,
     score_scale=score_scale,
     nproc=nproc,
+    image_size=resolution,
+    resume=resume,
 )
-if extra:
+if extra and any(s["zero_shot"] for s in extra):
     same = [s for s in summaries for x in extra if s["model"] == x["model"] and s["attention"] == x["attention"]]
     ab = ex.results_frame(same + extra)
     ab["score_scale"] = [str(s.get("score_scale")) for s in same + extra for _ in s["zero_shot"]]
@@ -160,36 +175,44 @@ px.bar(
 
 # %%
 res = ex.results_frame(summaries)
-table = res.pivot_table(index=["model", "attention"], columns="domain", values="top1")
-fig = px.bar(
-    res,
-    x="domain",
-    y="top1",
-    color="attention",
-    barmode="group",
-    facet_col="model",
-    title="Zero-shot top-1 (dotted: chance)",
-)
-fig.add_hline(y=0.1, line_dash="dot")
-fig.show()
-table.style.format("{:.3f}")
+if len(res):
+    table = res.pivot_table(index=["model", "attention"], columns="domain", values="top1")
+    fig = px.bar(
+        res,
+        x="domain",
+        y="top1",
+        color="attention",
+        barmode="group",
+        facet_col="model",
+        title="Zero-shot top-1 (dotted: chance)",
+    )
+    fig.add_hline(y=0.1, line_dash="dot")
+    fig.show()
+    display(table.style.format("{:.3f}"))
+else:  # external training data: no bundled held-out split to evaluate here
+    display(Markdown("No zero-shot domains for this training data: notebook 04 evaluates these models."))
 
 # %%
-digits = res[res.domain == "digits"].set_index(["model", "attention"]).top1
-verdict = pd.DataFrame({"digits top-1": digits, "bar": [0.90 if a == "softmax" else 0.80 for _, a in digits.index]})
-verdict["meets bar"] = verdict["digits top-1"] >= verdict["bar"]
-display(Markdown("Acceptance bars: softmax ≥ 0.90 and LA ≥ 0.80 on the digits domain (chance 0.10)."))
-verdict
+digits = res[res.domain == "digits"].set_index(["model", "attention"]).top1 if len(res) else pd.Series(dtype=float)
+if len(digits):
+    verdict = pd.DataFrame({"digits top-1": digits, "bar": [0.90 if a == "softmax" else 0.80 for _, a in digits.index]})
+    verdict["meets bar"] = verdict["digits top-1"] >= verdict["bar"]
+    display(Markdown("Acceptance bars: softmax ≥ 0.90 and LA ≥ 0.80 on the digits domain (chance 0.10)."))
+    display(verdict)
 
 # %%
+# paths are stored relative to this run's folder, so a moved or copied run still works (ex.load_training)
 path = save_results(
-    {
-        "dataset": dataset,
-        "summaries": summaries,
-        "results": res,
-        "extra_summaries": extra,
-        "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()},
-    },
+    ex.relative_paths(
+        {
+            "dataset": dataset,
+            "summaries": summaries,
+            "results": res,
+            "extra_summaries": extra,
+            "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()},
+        },
+        out,
+    ),
     "03_clip_training",
 )
 print("saved", path)

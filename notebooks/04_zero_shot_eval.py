@@ -26,8 +26,8 @@
 # %% tags=["parameters"]
 train_run: "OptionalStr" = None  # folder of a 03_clip_training run (None: the latest finished one of this profile)
 domains = ["digits", "shapes", "glyphs"]  # bundled domains to evaluate (their held-out split)
-resolution = 0  # evaluation resolution in px (0: the training resolution)
-limit = 0  # images per evaluation set (0: all)
+resolution = 0  # [0, ...) evaluation resolution in px (0: the training resolution)
+limit = 0  # [0, ...) images per evaluation set (0: all)
 imagefolder: "ExistingPath" = ""  # an extra ImageFolder dataset (root/class/image)
 imagefolder_classnames: "ExistingPath" = ""  # its class names, one per line in sorted folder order
 imagenet1k_root: "ExistingPath" = ""  # ImageNet-1K val in synset folders
@@ -39,11 +39,12 @@ import plotly.express as px
 from IPython.display import Markdown, display
 
 from linrepro.study import evaluation as ev
-from linrepro.study.runs import find_run, load_results, save_results, setup_notebook
+from linrepro.study import experiments as ex
+from linrepro.study.runs import find_run, save_results, setup_notebook
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
-trained = load_results(source)
+trained = ex.load_training(source)  # its stored paths resolved against the run folder
 summaries, dataset = trained["summaries"], trained["dataset"]
 sets = ev.eval_sets(
     domains,

@@ -34,8 +34,8 @@
 train_run: "OptionalStr" = None  # folder of a 03_clip_training run (None: the latest finished one of this profile)
 eval_run: "OptionalStr" = None  # folder of a 04_zero_shot_eval run of those models; it must have evaluated train_run (None: the latest one, if it did)
 fit_domain = "digits"  # domain whose zero-shot error is fitted
-n_resamples = 2000  # bootstrap resamples
-seed = 0  # bootstrap seed
+n_resamples = 2000  # [1, ...) bootstrap resamples
+seed = 0  # [0, ...) bootstrap seed
 
 # %%
 import numpy as np
@@ -43,11 +43,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from linrepro.study import scaling
+from linrepro.study.experiments import load_training
 from linrepro.study.runs import find_run, load_results, save_results, setup_notebook
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
-trained = load_results(source)
+trained = load_training(source)  # stored paths resolved against the run folder
 try:
     ev_source = find_run("04_zero_shot_eval", eval_run)
 except FileNotFoundError:

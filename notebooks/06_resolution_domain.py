@@ -28,16 +28,16 @@
 
 # %% tags=["parameters"]
 train_run: "OptionalStr" = None  # folder of a 03_clip_training run (None: the latest finished one of this profile)
-domains = ["digits", "shapes", "glyphs"]  # bundled domains to evaluate
-resolutions = [32, 48, 64, 96]  # evaluation resolutions in px (multiples of the patch size)
-limit = 150  # images per domain and resolution (0: the whole val split)
-throughput_resolutions = [32, 64, 128, 256]  # resolutions for the images/s and memory sweep
-throughput_batch = 8  # images per timed batch
-throughput_runs = 3  # timed batches per point (after one warm-up)
+domains = ["digits", "shapes", "glyphs"]  # non-empty bundled domains to evaluate
+resolutions = [32, 48, 64, 96]  # non-empty [1, ...) evaluation resolutions in px (multiples of the patch size)
+limit = 150  # [0, ...) images per domain and resolution (0: the whole val split)
+throughput_resolutions = [32, 64, 128, 256]  # non-empty [1, ...) resolutions for the images/s and memory sweep
+throughput_batch = 8  # [1, ...) images per timed batch
+throughput_runs = 3  # [1, ...) timed batches per point (after one warm-up)
 heatmap_model = ""  # model shown in the heatmaps (empty: the largest)
-finetune_resolution = 0  # fine-tune the heatmap model pair at this resolution (0: skip)
-finetune_epochs = 1  # epochs of that fine-tuning
-finetune_lr = 0.0001  # its learning rate
+finetune_resolution = 0  # [0, ...) fine-tune the heatmap model pair at this resolution (0: skip)
+finetune_epochs = 1  # [1, ...) epochs of that fine-tuning
+finetune_lr = 0.0001  # (0, ...) its learning rate
 
 # %%
 import numpy as np
@@ -46,11 +46,12 @@ import plotly.express as px
 from IPython.display import Markdown, display
 
 from linrepro.study import evaluation as ev
-from linrepro.study.runs import find_run, load_results, run_dir, save_results, setup_notebook
+from linrepro.study.experiments import load_training
+from linrepro.study.runs import find_run, run_dir, save_results, setup_notebook
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
-trained = load_results(source)
+trained = load_training(source)  # stored paths resolved against the run folder
 summaries, dataset = trained["summaries"], trained["dataset"]
 sets = ev.eval_sets(domains, dataset, limit=limit or None)
 order = list(dict.fromkeys(s["model"] for s in summaries))

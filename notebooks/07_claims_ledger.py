@@ -52,6 +52,17 @@ display(
         f"claims the seed left unverified are supported by a measurement here."
     )
 )
+unreadable = [r for r in rows if r.get("reason") == "unreadable evidence"]
+if unreadable:  # a truncated or corrupt results.json: those claims say so, the others are unaffected
+    display(
+        Markdown(
+            "**Unreadable evidence** for claim(s) "
+            + ", ".join(str(r["n"]) for r in unreadable)
+            + ": "
+            + "; ".join(sorted({f"`{r['source_run']}`" for r in unreadable}))
+            + ". Re-run those notebooks, or remove the broken run folders."
+        )
+    )
 counts = pd.DataFrame([{"verdict": v, "claims": n} for v, n in c.items()])
 px.bar(
     counts, x="verdict", y="claims", color="verdict", text="claims", color_discrete_map=claims.COLOURS, title="Verdicts"

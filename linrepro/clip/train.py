@@ -19,7 +19,14 @@ linrepro only adds what open_clip_train lacks, as patches applied in this proces
 * per-step logging: open_clip_train's TensorBoard writer is replaced by :class:`StepLog`,
   which writes every scalar per step to ``steps.csv``/``steps.jsonl`` in the run folder, and
   stops the run with an error naming the step when the loss is not finite. On resume, logged
-  steps from the resumed step on are dropped first, so the log has no gap and no repeat.
+  steps from the resumed step on are dropped first, so the log has no gap and no repeat;
+* ``--resume latest`` with no checkpoint to resume is an error (open_clip_train trains from
+  scratch and exits 0); ``resume_missing_ok`` (``--resume-missing-ok``) opts in to a fresh start;
+* a start that fails before the first step (a missing train CSV) removes what it created, so
+  the same command works once the cause is fixed (open_clip_train refuses a second start with
+  "Experiment already exists");
+* every read of a checkpoint goes through :func:`load_checkpoint`, whose error names the file
+  and the run (a truncated file gave a bare ``EOFError: Ran out of input``).
 
 Use it in-process (:func:`run_open_clip_train`) or from the shell, one process or many::
 
@@ -50,6 +57,42 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class CheckpointError(RuntimeError):
+    """A run's checkpoint is missing, truncated, corrupt or cannot be resumed; the message names
+    the file and the run."""
+
+
+class NothingToResumeError(FileNotFoundError):
+    """``--resume latest`` found no checkpoint to resume."""
+
+
+def _run_of(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint (``<run>/checkpoints/epoch_N.pt``)."""
+    parent = Path(checkpoint).parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def load_checkpoint(path: str | Path, run: str | Path | None = None, **kwargs) -> dict:
+    """``torch.load`` a run's checkpoint on the CPU; a missing, truncated or corrupt file raises
+    :class:`CheckpointError` naming the file and the run (default: the folder above ``checkpoints/``)."""
+    p = Path(path)
+    where = f"checkpoint {p} of run {Path(run) if run else _run_of(p)}"
+    if not p.is_file():
+        raise CheckpointError(f"{where} does not exist (was the run folder moved, or the file deleted?)")
+    kwargs.setdefault("map_location", "cpu")
+    kwargs.setdefault("weights_only", False)
+    try:
+        ck = torch.load(p, **kwargs)
+    except Exception as e:  # noqa: BLE001 - EOFError, zip RuntimeError, UnpicklingError: all unreadable
+        raise CheckpointError(
+            f"{where} cannot be read: it is truncated or corrupt ({type(e).__name__}: {e}). "
+            f"Delete it and train that model again (or resume from an earlier checkpoint)"
+        ) from e
+    if not isinstance(ck, dict) or "state_dict" not in ck:
+        raise CheckpointError(f"{where} is not an open_clip_train checkpoint (no state_dict)")
+    return ck
+
+
 class StepLog:
     """A ``SummaryWriter`` stand-in: one row per step with every scalar logged at that step.
 
@@ -62,9 +105,7 @@ class StepLog:
         self.dir = Path(log_dir).parent  # <logs>/<name>/ (open_clip_train passes .../tensorboard)
         self.jsonl = self.dir / "steps.jsonl"
         self.csv = self.dir / "steps.csv"
-        self.rows: list[dict] = []
-        if self.jsonl.exists():
-            self.rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        self.rows: list[dict] = _read_jsonl(self.jsonl) if self.jsonl.exists() else []
         self._cur: dict | None = None
         self._truncated = False
         self._keys: list[str] | None = None
@@ -73,6 +114,7 @@ class StepLog:
         value = float(value)
         if not name.startswith("train/") or step is None:
             return
+        _started[0] = True
         if not self._truncated:  # first step of this process: forget steps a resumed run will redo
             self.rows = [r for r in self.rows if r["step"] < step]
             self._rewrite()
@@ -285,6 +327,8 @@ def open_clip_args(
         "--device",
         "cuda" if torch.cuda.is_available() else "cpu",
     ]
+    if not torch.cuda.is_available():  # DDP on CPU: gloo (named, so params.txt records it)
+        args += ["--dist-backend", "gloo"]
     if dataset_type == "csv":
         args += ["--csv-img-key", "filepath", "--csv-caption-key", "title", "--csv-separator", "\t"]
     if train_num_samples:
@@ -311,8 +355,7 @@ def epoch_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
 
 def is_weights_only(checkpoint: str | Path) -> bool:
     """True for a checkpoint :func:`finalize_checkpoints` wrote (no optimizer state to resume from)."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    return "optimizer" not in ck
+    return "optimizer" not in load_checkpoint(checkpoint, mmap=True)
 
 
 def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
@@ -331,7 +374,7 @@ def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
     if not ckpts:
         return None
     last = ckpts[-1]
-    ck = torch.load(last, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(last)
     if "optimizer" in ck or "scaler" in ck:
         slim = {k: v for k, v in ck.items() if k not in ("optimizer", "scaler")}
         tmp = last.with_name(last.name + ".partial")
@@ -341,6 +384,55 @@ def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
 
 
 _created: list = []
+_started = [False]  # set by StepLog when this process logs its first training step
+
+
+def _log_base(argv: list[str]) -> tuple[Path | None, str | None]:
+    """(``<logs>/<name>``, ``--resume`` value) of an open_clip_train command line (no folder
+    when it has no ``--name``: open_clip_train then makes a dated one)."""
+    from open_clip_train.params import parse_args
+
+    a = parse_args(list(argv))
+    if not a.name or not a.logs or str(a.logs).lower() == "none":
+        return None, a.resume
+    return Path(a.logs) / a.name, a.resume
+
+
+def check_resume(run: Path, resume: str | None, missing_ok: bool = False) -> Path | None:
+    """What ``--resume latest`` would resume in ``run``: its newest ``epoch_N.pt`` (opened here,
+    so a truncated one fails before training). None (a fresh start) only with ``missing_ok``;
+    otherwise a missing checkpoint raises :class:`NothingToResumeError` and a finished run's
+    (weights only) :class:`CheckpointError`."""
+    if resume != "latest":
+        return None
+    ckpt_dir = run / "checkpoints"
+    found = epoch_checkpoints(ckpt_dir)
+    if not found:
+        if missing_ok:
+            return None
+        raise NothingToResumeError(
+            f"--resume latest: nothing to resume in {ckpt_dir} (no epoch_N.pt checkpoint). Leave out "
+            f"--resume to train from scratch, or pass --resume-missing-ok (resume_missing_ok=True) to start fresh when there is nothing to resume"
+        )
+    if is_weights_only(found[-1]):
+        raise CheckpointError(
+            f"checkpoint {found[-1]} of run {run} holds weights only (the run finished): nothing to resume"
+        )
+    return found[-1]
+
+
+def _clean_failed_start(base: Path, existed: bool, before: set[Path]) -> None:
+    """Remove what a start that failed before its first step created (a retry then starts clean)."""
+    import shutil
+
+    if not existed:
+        shutil.rmtree(base, ignore_errors=True)
+        return
+    for p in sorted(set(base.rglob("*")) - before, key=lambda q: len(q.parts), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def run_open_clip_train(
@@ -349,20 +441,41 @@ def run_open_clip_train(
     score_scale: float | str = 0.5,
     backend: str = "auto",
     quiet: bool = False,
+    resume_missing_ok: bool = False,
 ):
     """Run ``open_clip_train.main.main(argv)`` in this process with the patches applied.
 
-    Returns the trained model (the first one open_clip_train built). With
+    Returns the trained model (the first one open_clip_train built). ``--resume latest`` with no
+    checkpoint raises :class:`NothingToResumeError` unless ``resume_missing_ok``. When the run
+    fails before it logged a step, the files it created in ``<logs>/<name>/`` are removed (on
+    rank 0), so a retry is not refused as an existing experiment. With
     ``LINREPRO_DUMP_WEIGHTS=DIR`` set, every rank saves its final state_dict to
     ``DIR/rank<R>.pt`` (the DDP test compares them).
     """
     import open_clip_train.main as ocm
 
+    base, resume = _log_base(argv)
+    existed = base is not None and base.exists()
+    if base is not None:
+        check_resume(base, resume, resume_missing_ok)
+        if resume != "latest" and (base / "out.log").exists():
+            raise RuntimeError(
+                f"open_clip_train would refuse to start: the experiment {base} already exists (it has an "
+                f"out.log). Resume it with --resume latest, or delete the folder to train it again"
+            )
+    before = set(base.rglob("*")) if existed else set()
     _created.clear()
-    with patched(attention, score_scale, backend, quiet):
-        rc = ocm.main(list(argv))
-    if rc not in (None, 0):
-        raise RuntimeError(f"open_clip_train exited with {rc} (see its out.log); arguments: {' '.join(argv)}")
+    _started[0] = False
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    try:
+        with patched(attention, score_scale, backend, quiet):
+            rc = ocm.main(list(argv))
+        if rc not in (None, 0):
+            raise RuntimeError(f"open_clip_train exited with {rc} (see its out.log); arguments: {' '.join(argv)}")
+    except BaseException:
+        if base is not None and rank0 and not _started[0]:
+            _clean_failed_start(base, existed, before)
+        raise
     model = _created[0] if _created else None
     dump = os.environ.get("LINREPRO_DUMP_WEIGHTS")
     if dump and model is not None:
@@ -372,9 +485,24 @@ def run_open_clip_train(
     return model
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    """The rows of a ``steps.jsonl``. A last line cut short (a kill mid-append) is dropped; any other
+    unreadable line raises a ValueError naming the file and the line."""
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}, line {i + 1}: not a JSON row ({e})") from None
+    return rows
+
+
 def read_steps(run_dir: str | Path) -> list[dict]:
     p = Path(run_dir) / "steps.jsonl"
-    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+    return _read_jsonl(p) if p.exists() else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,8 +520,17 @@ def main(argv: list[str] | None = None) -> int:
         help="s in Eq. 7: a positive number, or 1/N for the per-length scale",
     )
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "reference"])
+    ap.add_argument(
+        "--resume-missing-ok",
+        action="store_true",
+        help="with --resume latest: train from scratch when there is no checkpoint (default: an error)",
+    )
     a, rest = ap.parse_known_args(ours)
-    run_open_clip_train(rest + theirs, a.attention, a.score_scale, a.backend)
+    try:
+        run_open_clip_train(rest + theirs, a.attention, a.score_scale, a.backend, resume_missing_ok=a.resume_missing_ok)
+    except (NothingToResumeError, CheckpointError) as e:
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,6 +13,12 @@ from linrepro.utils import project
 def _cmd_run(a) -> int:
     from linrepro.runner import execute as runner
 
+    if a.resume:  # the run's own folder, profile and params.yaml
+        if a.param or a.out:
+            raise ParamError("--resume continues a run with its own params.yaml in its own folder: drop -p and --out")
+        r = runner.resume(Path(a.resume), a.notebook, progress=not a.no_progress)
+        print(r.path / "report.html")
+        return 0 if r.status == "ok" else 1
     r = runner.run(
         a.notebook, a.profile, parse_overrides(a.param), Path(a.out) if a.out else None, progress=not a.no_progress
     )
@@ -32,9 +38,10 @@ def _cmd_params(a) -> int:
     schema = notebook_params(nb)
     w = max(len(n) for n in schema) if schema else 4
     print(f"{nb.stem}: {len(schema)} parameters")
-    print(f"{'name':<{w}}  {'type':<12} {'default':<24} help")
+    r = min(max([len(p.range) for p in schema.values()] + [5]), 20)
+    print(f"{'name':<{w}}  {'type':<12} {'default':<24} {'range':<{r}}  help")
     for p in schema.values():
-        print(f"{p.name:<{w}}  {p.type:<12} {repr(p.default):<24} {p.help}")
+        print(f"{p.name:<{w}}  {p.type:<12} {repr(p.default):<24} {p.range:<{r}}  {p.help}")
     profiles = [pr for pr in project.list_profiles() if (project.params_dir() / pr / f"{nb.stem}.yaml").exists()]
     print(f"profiles: {', '.join(profiles) or '(none)'}")
     return 0
@@ -71,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--out", help="outputs root (default: outputs/)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run in its own folder with its own parameters "
+        "(03_clip_training: finished models are kept, the others continue from their last checkpoint)",
+    )
     r.set_defaults(func=_cmd_run)
     rp = sub.add_parser("reproduce", help="every notebook of a profile, in order, then the site")
     rp.add_argument("--profile", default="cpu")
@@ -88,15 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(line: str) -> None:
+    """One line on stderr; after SIGHUP the terminal may be gone, and that must not raise."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ParamError, FileNotFoundError) as e:
-        print(f"linrepro: error: {e}", file=sys.stderr)
+        _say(f"linrepro: error: {e}")
         return 2
     except BrokenPipeError:  # `linrepro params X | head`
         return 0
+    except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP (linrepro.runner.record): one line, no traceback
+        name, path = getattr(e, "signame", "SIGINT"), getattr(e, "path", None)
+        where = f"; the partial run is in {path} (run.json says interrupted)" if path else ""
+        _say(f"linrepro: interrupted by {name}{where}")
+        return 128 + getattr(e, "signum", 2)
+    except OSError as e:  # e.g. a full disk while writing the site
+        _say(f"linrepro: error: {e}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,16 +4,21 @@ Every run gets its own folder ``<outputs>/<profile>/<notebook>/<run-id>/`` holdi
 ``run.json`` (status), ``params.yaml``, ``provenance.json``, the executed ``.ipynb`` (without
 the copy of plotly.js plotly inlines: ``report.html`` embeds it, see :mod:`linrepro.runner.report`),
 ``report.html`` and whatever the notebook saved (``results.json``). ``run.json`` says
-``running`` until the end, then ``ok`` or ``failed`` with the error: a failed run
-never looks like a success.
+``running`` (with the pid and host running it) until the end, then ``ok``, ``failed`` with the
+error, or ``interrupted`` (SIGINT, SIGTERM, SIGHUP): a failed run never looks like a success, and
+a run that was killed outright is shown as interrupted once its process is gone. How a run is
+recorded on a signal or a full disk: :mod:`linrepro.runner.record`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import os
 import secrets
+import shutil
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -23,6 +28,9 @@ from typing import Any
 import yaml
 
 from linrepro.runner import params as _params
+from linrepro.runner import record as _record
+from linrepro.runner.record import RunInterrupted  # noqa: F401 - the CLI catches it from here
+from linrepro.study.runs import process_record
 from linrepro.utils import project, provenance
 from linrepro.utils.io import atomic_write_text, write_json
 
@@ -84,86 +92,133 @@ def prepare(notebook: str, profile: str, overrides: dict[str, Any] | None = None
     return nb_path, values
 
 
-def execute(
-    nb_path: Path, values: dict, profile: str, out_root: Path | None = None, progress: bool = True, log=print
-) -> Run:
-    stem = nb_path.stem
-    out_root = Path(out_root) if out_root else project.outputs_dir()
-    parent = out_root / profile / stem
-    parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        run_id = new_run_id()
-        path = parent / run_id
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:  # pragma: no cover - two runs in one second with the same token
-            continue
-    started = time.time()
-    meta = {
-        "notebook": stem,
-        "profile": profile,
-        "run_id": run_id,
-        "status": "running",
-        "started": provenance.now_utc(),
-        "source": str(nb_path),
-    }
-    write_json(path / "run.json", meta)
-    atomic_write_text(path / "params.yaml", yaml.safe_dump(values, sort_keys=False))
-    write_json(path / "provenance.json", provenance.collect())
-    log(f"[linrepro] {stem} · profile {profile} → {path}")
+def _what_stopped(e: BaseException, path: Path, signum: int | None) -> tuple[str, str, RunInterrupted | None]:
+    """(status, error line, the interruption to raise again once recorded) for what stopped a run."""
+    if isinstance(e, KeyboardInterrupt):  # a signal (RunInterrupted), or a KeyboardInterrupt from elsewhere
+        stop = e if isinstance(e, RunInterrupted) else RunInterrupted(signum or signal.SIGINT, path)
+        return "interrupted", f"interrupted by {stop.signame}", stop
+    if hasattr(e, "ename") and hasattr(e, "evalue"):  # papermill: the notebook's own exception
+        error = f"{e.ename}: {e.evalue} (cell {getattr(e, 'exec_count', '?')})"
+    else:
+        error = f"{type(e).__name__}: {e}".strip()
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        error += f" (the disk holding {path} is full; the executed notebook may be cut off)"
+    return "failed", error, None
 
-    import papermill as pm
+
+def execute(
+    nb_path: Path,
+    values: dict,
+    profile: str,
+    out_root: Path | None = None,
+    progress: bool = True,
+    log=print,
+    into: Path | None = None,
+) -> Run:
+    """Run the notebook in a new run folder, or (``into``, see :func:`resume`) again in that existing
+    one, keeping its run id, params.yaml and provenance.json, with ``LINREPRO_RESUME=1`` set."""
+    stem = nb_path.stem
+    path = None
+    try:  # an outputs folder that cannot be written to (read-only, a file, a full disk) fails here, before anything runs
+        if into is None:
+            out_root = Path(out_root) if out_root else project.outputs_dir()
+            parent = out_root / profile / stem
+            parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                run_id = new_run_id()
+                path = parent / run_id
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:  # pragma: no cover - two runs in one second with the same token
+                    continue
+        else:
+            path = Path(into)
+            run_id = path.name
+        started = time.time()
+        meta = {
+            "notebook": stem,
+            "profile": profile,
+            "run_id": run_id,
+            "status": "running",
+            "started": provenance.now_utc(),
+            "source": str(nb_path),
+            **process_record(),
+        }
+        if into is not None:
+            meta = _resumed_meta(path, meta)
+        write_json(path / "run.json", meta)
+        reserve = _record.reserve_space(path)  # given back just before the final record
+        if into is None:
+            atomic_write_text(path / "params.yaml", yaml.safe_dump(values, sort_keys=False))
+            write_json(path / "provenance.json", provenance.collect())
+    except OSError as e:
+        where = path if path is not None else (out_root / profile / stem if into is None else Path(into))
+        if into is None and path is not None:
+            shutil.rmtree(path, ignore_errors=True)  # the folder this call made, half written
+        raise _params.ParamError(f"cannot write a run folder in {where}: {e.strerror or e}") from None
+    log(f"[linrepro] {stem} · profile {profile} → {path}" + (" (resumed)" if into is not None else ""))
 
     src = path / f".{stem}.input.ipynb"
     executed = path / f"{stem}.ipynb"
     status, error = "ok", None
-    try:
-        _to_ipynb(nb_path, src)
-        with _env(
-            LINREPRO_RUN_DIR=str(path),
-            LINREPRO_PROFILE=profile,
-            LINREPRO_NOTEBOOK=stem,
-            PYDEVD_DISABLE_FILE_VALIDATION="1",
-        ):
-            pm.execute_notebook(
-                str(src),
-                str(executed),
-                parameters=values,
-                kernel_name="python3",
-                cwd=str(project.root()),
-                progress_bar=progress,
-                request_save_on_cell_execute=True,
-            )
-    except BaseException as e:  # noqa: BLE001 - record every failure, KeyboardInterrupt too
-        status = "failed"
-        if hasattr(e, "ename") and hasattr(e, "evalue"):  # papermill: the notebook's own exception
-            error = f"{e.ename}: {e.evalue} (cell {getattr(e, 'exec_count', '?')})"
-        else:
-            error = f"{type(e).__name__}: {e}".strip()
-        if not isinstance(e, Exception):
-            error = f"interrupted ({type(e).__name__})"
-        (path / "error.txt").write_text(traceback.format_exc())
-        if isinstance(e, KeyboardInterrupt):
-            meta.update(status=status, error=error, finished=provenance.now_utc())
-            write_json(path / "run.json", meta)
-            raise
-    finally:
-        src.unlink(missing_ok=True)
-        _strip_plotlyjs(executed, log)
-    if executed.exists():
-        try:
-            from linrepro.runner.report import notebook_to_html
+    interrupted: RunInterrupted | None = None
 
-            notebook_to_html(executed, path / "report.html", title=f"{stem} · {profile}")
-        except Exception as e:  # noqa: BLE001
-            if status == "ok":
-                status, error = "failed", f"report: {type(e).__name__}: {e}"
-    if status == "ok" and not (path / "results.json").exists():
-        status, error = "failed", "the notebook finished but wrote no results.json"
-    duration = time.time() - started
-    meta.update(status=status, error=error, finished=provenance.now_utc(), duration_s=round(duration, 2))
-    write_json(path / "run.json", meta)
+    def on_signal(signum: int) -> None:  # the first signal: run.json says so before anything else happens
+        meta.update(status="interrupted", error=f"interrupted by {RunInterrupted(signum).signame}")
+        meta.update(finished=provenance.now_utc(), duration_s=round(time.time() - started, 2))
+        _record.write_record(path, meta)
+
+    try:
+        with _record.signals_interrupt(path, on_signal) as stop:
+            try:
+                import papermill as pm
+
+                _to_ipynb(nb_path, src)
+                with _env(
+                    LINREPRO_RUN_DIR=str(path),
+                    LINREPRO_PROFILE=profile,
+                    LINREPRO_NOTEBOOK=stem,
+                    LINREPRO_RESUME="1" if into is not None else "0",
+                    PYDEVD_DISABLE_FILE_VALIDATION="1",
+                ):
+                    pm.execute_notebook(
+                        str(src),
+                        str(executed),
+                        parameters=values,
+                        kernel_name="python3",
+                        cwd=str(project.root()),
+                        progress_bar=progress,
+                        request_save_on_cell_execute=True,
+                        kernel_manager_class=_record.kernel_manager_class(path / "kernel.log", stop),
+                    )
+            except BaseException as e:  # noqa: BLE001 - record every failure, an interruption too
+                tb = traceback.format_exc()
+                status, error, interrupted = _what_stopped(e, path, stop.signum)
+                meta.update(status=status, error=error, finished=provenance.now_utc())
+                meta.update(duration_s=round(time.time() - started, 2))
+                _record.write_record(path, meta, reserve, tb)  # before anything large: a full disk keeps it
+            finally:
+                with contextlib.suppress(OSError):
+                    src.unlink(missing_ok=True)
+                _strip_plotlyjs(executed, log)
+            if executed.exists():
+                try:
+                    from linrepro.runner.report import notebook_to_html
+
+                    notebook_to_html(executed, path / "report.html", title=f"{stem} · {profile}")
+                except Exception as e:  # noqa: BLE001
+                    if status == "ok":
+                        status, error = "failed", f"report: {type(e).__name__}: {e}"
+            if status == "ok" and not (path / "results.json").exists():
+                status, error = "failed", "the notebook finished but wrote no results.json"
+            duration = time.time() - started
+            meta.update(status=status, error=error, finished=provenance.now_utc(), duration_s=round(duration, 2))
+            _record.write_record(path, meta, reserve)
+    finally:
+        reserve.release()  # however the run ended (a second signal cuts the report short)
+    if interrupted is not None:
+        raise interrupted
     log(f"[linrepro] {stem} · {status} in {duration:.1f} s" + (f": {error.splitlines()[0][:300]}" if error else ""))
     return Run(stem, profile, run_id, path, status, error, duration)
 
@@ -178,6 +233,61 @@ def run(
 ) -> Run:
     nb_path, values = prepare(notebook, profile, overrides)
     return execute(nb_path, values, profile, out_root, progress, log)
+
+
+RESUMABLE = ("03_clip_training",)  # notebooks that continue where a run stopped (LINREPRO_RESUME)
+
+
+def _resumed_meta(path: Path, meta: dict) -> dict:
+    """run.json of a resumed run: its first start kept, each resumption listed, stale errors gone."""
+    import json
+
+    old = json.loads((path / "run.json").read_text())
+    (path / "error.txt").unlink(missing_ok=True)
+    return {
+        **meta,
+        "started": old.get("started", meta["started"]),
+        "resumed": [*old.get("resumed", []), meta["started"]],
+    }
+
+
+def resume(run_dir: Path, notebook: str | None = None, progress: bool = True, log=print) -> Run:
+    """Continue an unfinished run in its own folder with its own params.yaml: the notebook runs
+    again with ``LINREPRO_RESUME=1``, so 03_clip_training reuses finished models and continues the
+    others from their last checkpoint; run.json ends ``ok`` or ``failed`` as for a new run."""
+    import json
+
+    path = Path(run_dir).absolute()
+    meta_path = path / "run.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: not a run folder (it has no run.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        stem, profile = meta["notebook"], meta["profile"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise _params.ParamError(f"--resume {run_dir}: {meta_path} cannot be read ({type(e).__name__}: {e})") from e
+    if notebook and project.resolve_notebook(notebook).stem != stem:
+        raise _params.ParamError(f"--resume {run_dir}: that folder is a run of {stem}, not of {notebook}")
+    if stem not in RESUMABLE:
+        raise _params.ParamError(f"--resume {run_dir}: a {stem} run cannot be resumed (only {', '.join(RESUMABLE)})")
+    from linrepro.study.runs import status_of
+
+    status, note = status_of(meta)
+    if status == "running":  # its process is alive (or on another host): two trainings in one folder would clash
+        who = note or f"process {meta.get('pid')} on {meta.get('host')}"
+        raise _params.ParamError(f"--resume {run_dir}: that run is still running ({who}); stop it first")
+    if status == "ok":
+        raise _params.ParamError(f"--resume {run_dir}: that run finished (status ok); there is nothing to resume")
+    params_path = path / "params.yaml"
+    if not params_path.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: the run has no params.yaml")
+    try:
+        stored = yaml.safe_load(params_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise _params.ParamError(f"--resume {run_dir}: {params_path} is malformed: {e}") from e
+    nb_path = project.resolve_notebook(stem)
+    values = _params.validate(_params.notebook_params(nb_path), stored, str(params_path))
+    return execute(nb_path, values, profile, progress=progress, log=log, into=path)
 
 
 def profile_notebooks(profile: str) -> list[str]:

@@ -14,6 +14,28 @@ Annotations understood in a parameters cell::
     score_scale: "ScoreScale" = 0.5  # a positive number or "1/N" (linrepro.attention.check_score_scale)
 
 (Quote the custom annotations: Python evaluates module-level annotations.)
+
+Ranges and choices are declared at the start of a parameter's comment, before its help text::
+
+    epochs = 14  # [1, ...) training epochs per model
+    lr = 0.001  # (0, ...) peak learning rate
+    val_fraction = 0.2  # (0, 1) held-out share per domain
+    check_ns = [1, 7, 64]  # non-empty [1, ...) sequence lengths
+    device = "auto"  # {auto, cpu, cuda} where to time
+
+* ``[lo, hi]``, ``(lo, hi)`` or mixed: an interval, closed at a square bracket and open at a round
+  one; ``...`` leaves that side unbounded. It bounds a number, every element of a list and every
+  value of a dict (a non-number there is refused); a string (``score_scale``'s ``"1/N"``) is left
+  to its type's own check.
+* ``{a, b, c}``: the value, or every element of a list, must be one of these (read as YAML).
+* ``non-empty``, first: a list, dict or string must have at least one element.
+
+A comment that opens with ``[`` or ``(`` and a number or ``...``, or with ``{``, is read as a
+range, and one that does not parse is an error (so a typo cannot silently drop a range). No
+``=`` in these comments: papermill reads the parameters cell too and trips on it. Defaults must
+lie in their own range. ``linrepro params NOTEBOOK`` lists the ranges.
+
+Float parameters take ``1e-3`` (YAML 1.1 reads an exponent without a dot as a string).
 """
 
 from __future__ import annotations
@@ -43,6 +65,83 @@ class Param:
     type: str  # int | float | str | bool | list | dict | path | any
     default: Any
     help: str = ""
+    # as declared: "non-empty", an interval "[1, ...)", choices "{a, b}", both, or "" (module docstring)
+    range: str = ""
+
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_BOUND = rf"(?:{_NUMBER}|\.\.\.)"
+_INTERVAL = re.compile(rf"([\[(])\s*({_BOUND})\s*,\s*({_BOUND})\s*([\])])")
+_CHOICES = re.compile(r"\{([^{}]*)\}")
+_LOOKS_LIKE_RANGE = re.compile(r"[\[(]\s*[+-]?(?:\d|\.)|\{")
+
+
+def _split_range(comment: str, where: str) -> tuple[str, str]:
+    """(range, help) from a parameter's comment; see the module docstring."""
+    rest, parts = comment.strip(), []
+    m = re.match(r"non-empty\b\s*", rest)
+    if m:
+        parts.append("non-empty")
+        rest = rest[m.end() :]
+    m = _INTERVAL.match(rest) or _CHOICES.match(rest)
+    if m:
+        parts.append(m.group(0))
+        rest = rest[m.end() :]
+    elif _LOOKS_LIKE_RANGE.match(rest):
+        raise ParamError(
+            f"{where}: cannot read the range {rest.split(' ', 1)[0]!r}… in {comment.strip()!r}: write "
+            "[lo, hi], (lo, hi) or a mix, with ... for no bound, or {a, b, c} for choices"
+        )
+    spec = " ".join(parts)
+    if m and m.re is _INTERVAL:
+        lo, hi = _bounds(spec)
+        if lo is not None and hi is not None and lo > hi:
+            raise ParamError(f"{where}: the range {spec!r} is empty ({lo} > {hi})")
+    return spec, rest.strip()
+
+
+def _bounds(spec: str) -> tuple[float | None, float | None]:
+    m = _INTERVAL.search(spec)
+    assert m is not None
+    return (
+        None if m.group(2) == "..." else float(m.group(2)),
+        None if m.group(3) == "..." else float(m.group(3)),
+    )
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _range_violation(spec: str, value: Any) -> str | None:
+    """Why ``value`` is outside the declared range ``spec``, or None if it is inside."""
+    if not spec:
+        return None
+    if spec.startswith("non-empty") and isinstance(value, (list, dict, str)) and len(value) == 0:
+        return "it is empty"
+    items = list(value.values()) if isinstance(value, dict) else (value if isinstance(value, list) else [value])
+    what = "an element" if isinstance(value, list) else ("a value" if isinstance(value, dict) else "it")
+    m = _INTERVAL.search(spec)
+    if m:
+        lo, hi = _bounds(spec)
+        for x in items:
+            if not _is_number(x):
+                if isinstance(value, (list, dict)):
+                    return f"{what}, {x!r}, is not a number"
+                continue
+            if x != x:  # nan
+                return f"{what} is nan"
+            if lo is not None and (x < lo or (x == lo and m.group(1) == "(")):
+                return f"{what}, {x!r}, is below {m.group(2)}" if x < lo else f"{what}, {x!r}, is not above {lo:g}"
+            if hi is not None and (x > hi or (x == hi and m.group(4) == ")")):
+                return f"{what}, {x!r}, is above {m.group(3)}" if x > hi else f"{what}, {x!r}, is not below {hi:g}"
+    c = _CHOICES.search(spec)
+    if c:
+        allowed = [yaml.safe_load(t.strip()) for t in c.group(1).split(",") if t.strip()]
+        for x in items:
+            if x not in allowed:
+                return f"{what}, {x!r}, is not one of {', '.join(map(str, allowed))}"
+    return None
 
 
 def _read_notebook(path: Path):
@@ -125,9 +224,15 @@ def notebook_params(path: Path) -> dict[str, Param]:
             default = ast.literal_eval(value)
         except ValueError as e:
             raise ParamError(f"{path.name}: parameter {name!r} must have a literal default ({e})") from None
-        line = lines[node.lineno - 1]
-        help_ = line.split("#", 1)[1].strip() if "#" in line else ""
-        out[name] = Param(name, _type_of(ann, default), default, help_)
+        line = lines[(node.end_lineno or node.lineno) - 1]  # a multi-line default: the comment ends it
+        comment = line.split("#", 1)[1].strip() if "#" in line else ""
+        spec, help_ = _split_range(comment, f"{path.name}: parameter {name!r}")
+        why = _range_violation(spec, default)
+        if why:
+            raise ParamError(
+                f"{path.name}: parameter {name!r}: its default {default!r} is outside its range {spec}: {why}"
+            )
+        out[name] = Param(name, _type_of(ann, default), default, help_, spec)
     return out
 
 
@@ -148,6 +253,14 @@ def _missing_paths(value: str, limit: int = 3) -> list[str]:
 
 
 def _coerce(p: Param, value: Any, where: str) -> Any:
+    value = _coerce_type(p, value, where)
+    why = _range_violation(p.range, value)
+    if why:
+        raise ParamError(f"{where}: parameter {p.name!r} must be in its range {p.range}, got {value!r}: {why}")
+    return value
+
+
+def _coerce_type(p: Param, value: Any, where: str) -> Any:
     t = p.type
     bad = ParamError(f"{where}: parameter {p.name!r} must be {t}, got {type(value).__name__} {value!r}")
     if t == "any":
@@ -161,6 +274,8 @@ def _coerce(p: Param, value: Any, where: str) -> Any:
             raise bad
         return value
     if t == "float":
+        if isinstance(value, str) and re.fullmatch(_NUMBER, value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)
@@ -205,13 +320,24 @@ def validate(schema: dict[str, Param], values: dict[str, Any], where: str) -> di
     return out
 
 
+def check_profile(profile: str) -> str:
+    """A profile is the name of a folder under params/, never a path (its runs go to
+    ``<outputs>/<profile>/``); ParamError otherwise."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", profile or "") or ".." in profile:
+        raise ParamError(
+            f"--profile takes the name of a folder under params/ ({', '.join(project.list_profiles())}), "
+            f"not a path: {profile!r}"
+        )
+    return profile
+
+
 def profile_path(profile: str, stem: str) -> Path:
-    return project.params_dir() / profile / f"{stem}.yaml"
+    return project.params_dir() / check_profile(profile) / f"{stem}.yaml"
 
 
 def load_profile(profile: str, stem: str) -> dict[str, Any]:
     """The YAML mapping of params/<profile>/<stem>.yaml; ParamError if missing or malformed."""
-    pdir = project.params_dir() / profile
+    pdir = project.params_dir() / check_profile(profile)
     if not pdir.is_dir():
         raise ParamError(
             f"unknown profile {profile!r} (no folder {pdir}). Profiles: {', '.join(project.list_profiles())}"
@@ -248,6 +374,8 @@ def resolve(notebook: Path, profile: str, overrides: dict[str, Any]) -> dict[str
     stem = notebook.stem
     values = {name: p.default for name, p in schema.items()}
     prof = load_profile(profile, stem)
+    # a key -p overrides is checked as -p gives it: the paper profile's LAION path need not exist then
+    prof = {k: v for k, v in prof.items() if k not in overrides}
     values.update(validate(schema, prof, str(profile_path(profile, stem).relative_to(project.root()))))
     values.update(validate(schema, overrides, "-p"))
     return values

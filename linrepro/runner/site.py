@@ -7,18 +7,18 @@ folder, or from a static host, with no network.
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
+from linrepro.study.runs import status_of
 from linrepro.utils import project
-from linrepro.utils.io import atomic_write_text
+from linrepro.utils.io import atomic_write_text, read_json
 
 _CSS = """
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#1f2328}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa} .ok{color:#1a7f37;font-weight:600} .failed{color:#cf222e;font-weight:600} .running{color:#9a6700;font-weight:600}
+th{background:#f6f8fa} .ok{color:#1a7f37;font-weight:600} .failed{color:#cf222e;font-weight:600} .running{color:#9a6700;font-weight:600} .interrupted{color:#bc4c00;font-weight:600} .unreadable{color:#cf222e;font-weight:600}
 .muted{color:#656d76;font-size:.9em} h3{margin-top:1.4rem}
 table.ledger td:nth-child(5){font-size:.9em} table.ledger td:first-child{color:#656d76} code{background:#f6f8fa;padding:0 .25rem;border-radius:4px}
 """
@@ -26,21 +26,26 @@ table.ledger td:nth-child(5){font-size:.9em} table.ledger td:first-child{color:#
 
 def collect_runs(out_root: Path | None = None) -> list[dict]:
     """Every ``run.json`` below ``<outputs>/<profile>/<notebook>/<run-id>/``, newest first (by start
-    time; a run whose run.json cannot be read has none and comes last)."""
+    time; a run whose run.json cannot be read has none and comes last). ``status`` is as
+    :func:`linrepro.study.runs.status_of` sees it: a ``running`` run whose process is gone is
+    ``interrupted``, with the reason in ``note``."""
     root = Path(out_root) if out_root else project.outputs_dir()
     runs = []
     for meta_path in root.glob("*/*/*/run.json"):
         if meta_path.parts[-4] in ("site", "interactive"):
             continue
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            meta = read_json(meta_path, f"{meta_path.parts[-3]} run {meta_path.parts[-2]}: run.json")
+            if not isinstance(meta, dict):
+                raise ValueError(f"{meta_path} is not a JSON object")
+            meta["status"], meta["note"] = status_of(meta)
+        except (OSError, ValueError) as e:
             meta = {
                 "notebook": meta_path.parts[-3],
                 "profile": meta_path.parts[-4],
                 "run_id": meta_path.parts[-2],
-                "status": "failed",
-                "error": f"unreadable run.json: {e}",
+                "status": "unreadable",
+                "error": str(e),
             }
         meta["dir"] = meta_path.parent
         runs.append(meta)
@@ -56,7 +61,7 @@ def _row(meta: dict, site_dir: Path) -> str:
         if report.exists()
         else '<span class="muted">no report</span>'
     )
-    err = meta.get("error") or ""
+    err = meta.get("error") or meta.get("note") or ""
     err_html = f'<div class="muted">{html.escape(err.splitlines()[0][:240])}</div>' if err else ""
     dur = meta.get("duration_s")
     return (
@@ -69,7 +74,8 @@ def _row(meta: dict, site_dir: Path) -> str:
 
 
 def latest_ledger(runs: list[dict]) -> dict | None:
-    """The newest finished ``07_claims_ledger`` run (any profile), with its results."""
+    """The newest finished ``07_claims_ledger`` run (any profile), with its results; with ``error``
+    instead if its results.json cannot be read."""
     done = [
         m
         for m in runs
@@ -78,7 +84,15 @@ def latest_ledger(runs: list[dict]) -> dict | None:
     if not done:
         return None
     meta = max(done, key=lambda m: m.get("started", ""))
-    return {**meta, "results": json.loads((meta["dir"] / "results.json").read_text())}
+    try:
+        return {
+            **meta,
+            "results": read_json(
+                meta["dir"] / "results.json", f"07_claims_ledger run {meta['dir'].name}: results.json"
+            ),
+        }
+    except (OSError, ValueError) as e:
+        return {**meta, "error": str(e)}
 
 
 def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
@@ -89,18 +103,29 @@ def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
             "<h2 id=ledger>Claims ledger</h2><p>No finished <code>07_claims_ledger</code> run yet: "
             "run <code>linrepro reproduce --profile cpu</code>.</p>"
         )
-    res = ledger["results"]
-    c = res["summary"]["counts"]
-    counts = ", ".join(f"<b>{n}</b> {html.escape(v)}" for v, n in c.items())
     report = os.path.relpath(ledger["dir"] / "report.html", site_dir)
+    try:
+        if "error" in ledger:
+            raise ValueError(ledger["error"])
+        res = ledger["results"]
+        c, n_claims = res["summary"]["counts"], res["summary"]["n"]
+        claims = ledger_html(res["claims"], root, site_dir)
+        found = findings_html(res.get("findings", []), root, site_dir)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return (
+            f"<h2 id=ledger>Claims ledger</h2><p class=unreadable>The latest <code>07_claims_ledger</code> run's "
+            f"results cannot be read: {html.escape(str(e) if isinstance(e, ValueError) else f'{type(e).__name__}: {e}')} "
+            f'(<a href="{html.escape(report)}">its report</a>). Run <code>linrepro run 07_claims_ledger</code> again.</p>'
+        )
+    counts = ", ".join(f"<b>{n}</b> {html.escape(v)}" for v, n in c.items())
     return (
-        f"<h2 id=ledger>Claims ledger</h2><p>The seed report's {res['summary']['n']} claims, each checked "
+        f"<h2 id=ledger>Claims ledger</h2><p>The seed report's {n_claims} claims, each checked "
         f"against this package's runs (profile {html.escape(ledger.get('profile', '?'))}, "
         f"{html.escape(ledger.get('started', '?'))}): {counts}. "
         f'<a href="{html.escape(report)}">ledger report</a></p>'
-        + ledger_html(res["claims"], root, site_dir)
+        + claims
         + "<h2 id=findings>Beyond the claims: the seed's question</h2>"
-        + findings_html(res.get("findings", []), root, site_dir)
+        + found
     )
 
 

@@ -17,7 +17,9 @@ the paper, and what linrepro reconstructs, is set out in the module docstring of
 
 Evidence comes from the latest finished run of each notebook (``results.json``), looked up
 first among recorded runs in ``outputs/reference/<profile>/`` and then in ``outputs/<profile>/``.
-Each verdict carries its numbers, the run it read and a link to the report section.
+Each verdict carries its numbers, the run it read and a link to the report section. A run whose
+results cannot be read (truncated, corrupt) makes the claims that need it ``inconclusive`` with
+the reason ``unreadable evidence`` and the file's path; the rest of the ledger goes on.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def _anchor(heading: str) -> str:
     return _convert_header_id(heading.strip())
 
 
+class UnreadableEvidence(Exception):
+    """The run a claim needs has a results.json that cannot be read; ``run`` is its folder."""
+
+    def __init__(self, run: Path, error: str):
+        super().__init__(error)
+        self.run, self.error = Path(run), error
+
+
 class Evidence:
     """Finds the latest finished run of each notebook (recorded reference runs first)."""
 
@@ -68,7 +78,8 @@ class Evidence:
         self._cache: dict = {}
 
     def run(self, notebook: str, profiles: tuple[str, ...] | None = None) -> tuple[Path, dict] | None:
-        """(run folder, results) of the latest ok run of ``notebook`` in the first profile that has one."""
+        """(run folder, results) of the latest ok run of ``notebook`` in the first profile that has one;
+        :class:`UnreadableEvidence` if that run's results cannot be read (every time it is asked for)."""
         key = (notebook, profiles or self.profiles)
         if key not in self._cache:
             self._cache[key] = None
@@ -79,9 +90,15 @@ class Evidence:
                     for d in finished_runs(base)
                 ]
                 if found:
-                    self._cache[key] = (found[-1], load_results(found[-1]))
+                    try:
+                        self._cache[key] = (found[-1], load_results(found[-1]))
+                    except (OSError, ValueError) as e:  # load_results names the file and the run
+                        self._cache[key] = UnreadableEvidence(found[-1], str(e))
                     break
-        return self._cache[key]
+        got = self._cache[key]
+        if isinstance(got, UnreadableEvidence):
+            raise UnreadableEvidence(got.run, got.error)
+        return got
 
     def link(self, run_dir: Path, heading: str | None = None) -> str:
         """Path of the run's report relative to the outputs folder, with the section anchor."""
@@ -112,6 +129,17 @@ def _out(
         "link": link,
         "reason": reason,
     }
+
+
+def _unreadable(e: UnreadableEvidence, ev: Evidence) -> dict:
+    report = e.run / "report.html"
+    return _out(
+        "inconclusive",
+        f"unreadable evidence: {e.error}",
+        source=e.run,
+        link=ev.link(e.run) if report.exists() and e.run.is_relative_to(ev.root) else None,
+        reason="unreadable evidence",
+    )
 
 
 def _not_run(notebook: str, ev: Evidence) -> dict:
@@ -549,6 +577,8 @@ def evaluate(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
     for c in CLAIMS:
         try:
             v = c.check(ev)
+        except UnreadableEvidence as e:
+            v = _unreadable(e, ev)
         except Exception as e:  # noqa: BLE001 - a broken check must show, not hide the ledger
             v = _out("inconclusive", f"the check failed: {type(e).__name__}: {e}", reason="check error")
         rows.append(
@@ -583,10 +613,9 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
     from linrepro.study.scaling import verdict_text
 
     ev = Evidence(out_root, profiles)
-    rows = []
-    got = ev.run("03_clip_training")
-    if got:
-        d, r = got
+    rows: list[dict] = []
+
+    def training(d, r):
         top = r.get("digits_top1") or {}
         if top:
             txt = "; ".join(f"{k} {v:.3f}" for k, v in top.items())
@@ -597,9 +626,8 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                     "link": ev.link(d, "Zero-shot top-1 on each domain's held-out split"),
                 }
             )
-    got = ev.run("05_scaling_laws")
-    if got:
-        d, r = got
+
+    def scaling(d, r):
         verdict = "Verdict" + verdict_text(r["fits"]).split("Verdict", 1)[-1].replace("**", "")
         rows.append(
             {
@@ -608,9 +636,8 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                 "link": ev.link(d, "The claim, as these runs answer it"),
             }
         )
-    got = ev.run("06_resolution_domain")
-    if got:
-        d, r = got
+
+    def resolution(d, r):
         for line in r.get("conclusions", []):
             rows.append(
                 {
@@ -619,6 +646,21 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                     "link": ev.link(d, "What the numbers say"),
                 }
             )
+
+    topics = {
+        "03_clip_training": ("training (03)", training),
+        "05_scaling_laws": ("scaling (05)", scaling),
+        "06_resolution_domain": ("domains × resolutions (06)", resolution),
+    }
+    for notebook, (topic, add) in topics.items():
+        try:
+            got = ev.run(notebook)
+            if got:
+                add(*got)
+        except UnreadableEvidence as e:  # one bad run: say so, and go on with the rest
+            rows.append({"topic": topic, "text": f"unreadable evidence: {e.error}", "link": None})
+        except Exception as e:  # noqa: BLE001 - a results.json of an older layout, say
+            rows.append({"topic": topic, "text": f"could not be summarised: {type(e).__name__}: {e}", "link": None})
     return rows
 
 
@@ -636,7 +678,8 @@ def findings_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
         return "<p class=muted>No training, scaling or resolution runs yet.</p>"
     items = [
         f"<li><b>{html.escape(r['topic'])}</b>: {html.escape(r['text'])} "
-        f"<a href='{html.escape(_href(r['link'], out_root, link_base))}'>report</a></li>"
+        + (f"<a href='{html.escape(_href(r['link'], out_root, link_base))}'>report</a>" if r.get("link") else "")
+        + "</li>"
         for r in rows
     ]
     return "<ul class='findings'>" + "".join(items) + "</ul>"

@@ -130,9 +130,12 @@ def finetune_at_resolution(
     """Continue training a run at a new input resolution (open_clip_train ``--pretrained`` from the
     run's checkpoint, ``--force-image-size``; open_clip interpolates the positional embedding on
     load), on the bundled data rendered at that resolution. Returns the new run's summary."""
+    from linrepro.clip.train import load_checkpoint
+
     d = summary
     if not d.get("checkpoint"):
         raise ValueError(f"run {d.get('run_dir')} has no checkpoint to fine-tune from")
+    load_checkpoint(d["checkpoint"], d.get("run_dir"), mmap=True)  # missing or corrupt: named here, not by open_clip
     if not dataset.get("train_csv"):
         raise ValueError(
             "fine-tuning at a new resolution re-renders the bundled training data; "

@@ -2,7 +2,13 @@
 zero-shot evaluation per domain. Each run's folder keeps open_clip_train's ``out.log``, one
 checkpoint (the newest epoch: with optimizer state while the run can still be resumed, weights
 only once it has finished) and linrepro's ``steps.csv``; ``summary.json`` is written last, so a
-folder without it is a run that did not finish.
+folder without it is a run that did not finish. Such a run is continued from its checkpoint only
+when resuming is asked for (``resume=True``: ``linrepro run 03_clip_training --resume RUN_DIR``).
+
+Paths in what a run folder stores (``summary.json``, the data ``manifest.json``, notebook 03's
+``results.json``) are relative to the folder of that file (:func:`relative_paths`), so a moved
+or copied run folder still works; readers resolve them (:func:`resolve_paths`,
+:func:`load_training`), and absolute paths of older runs are used as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +22,64 @@ import torch
 
 from linrepro import clip, data
 from linrepro.utils.io import write_json
+
+PATH_KEYS = ("checkpoint", "run_dir", "dir", "train_csv", "classnames")  # the keys that hold paths
+
+
+def _map_paths(obj, fn):
+    if isinstance(obj, dict):
+        return {k: fn(v) if k in PATH_KEYS and isinstance(v, str) and v else _map_paths(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_map_paths(v, fn) for v in obj]
+    return obj
+
+
+def relative_paths(obj, base):
+    """A copy of ``obj`` (dicts and lists, any depth) whose paths (:data:`PATH_KEYS`, absolute or
+    relative to the cwd) inside ``base`` are relative to it (POSIX, ``.`` for ``base`` itself);
+    paths outside ``base`` are stored absolute."""
+    import os
+
+    base = Path(base).resolve()
+
+    def rel(v: str) -> str:
+        p = Path(os.path.normpath(Path(v).absolute()))  # a relative path here is relative to the cwd
+        try:
+            return p.relative_to(base).as_posix() or "."
+        except ValueError:
+            try:  # base may be reached through a symlink
+                return p.resolve().relative_to(base).as_posix() or "."
+            except ValueError:
+                return str(p)
+
+    return _map_paths(obj, rel)
+
+
+def resolve_paths(obj, base):
+    """The inverse of :func:`relative_paths`: relative paths are taken from ``base``; absolute
+    ones (runs recorded before paths were stored relative) stay as they are."""
+    import os
+
+    base = Path(base).absolute()
+    return _map_paths(obj, lambda v: v if Path(v).is_absolute() else os.path.normpath(base / v))
+
+
+def load_training(run) -> dict:
+    """The results.json of a ``03_clip_training`` run with every stored path resolved against the
+    run folder (so a moved or copied run, or a published reference run, still finds its files)."""
+    from linrepro.study.runs import load_results
+
+    run = Path(run)
+    return resolve_paths(load_results(run), run)
+
+
+def _read_record(path: Path, what: str) -> dict:
+    """A JSON record of a run folder, resolved against its folder; an unreadable one names the file."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{what} {path} cannot be read ({type(e).__name__}: {e}); delete it to redo that step") from e
+    return resolve_paths(obj, path.parent)
 
 
 def prepare_data(
@@ -32,7 +96,7 @@ def prepare_data(
     d = Path(out_dir) / key
     manifest = d / "manifest.json"
     if manifest.exists():
-        return json.loads(manifest.read_text())
+        return _read_record(manifest, "data manifest")
     t = time.perf_counter()
     csv_path, n = data.write_csv(
         d,
@@ -57,7 +121,7 @@ def prepare_data(
         "n_per_domain": n_per_domain,
         "export_s": time.perf_counter() - t,
     }
-    write_json(manifest, info)
+    write_json(manifest, relative_paths(info, d))
     return info
 
 
@@ -95,8 +159,9 @@ def zero_shot_domains(
     ]
 
 
-def external_dataset(train_data: str, train_num_samples: int, eval_domains=()) -> dict:
-    """A dataset record for data linrepro did not export (LAION-400M webdataset shards, a CSV)."""
+def external_dataset(train_data: str, train_num_samples: int, eval_domains=(), resolution: int | None = None) -> dict:
+    """A dataset record for data linrepro did not export (LAION-400M webdataset shards, a CSV);
+    ``resolution``: the image side the models are trained at (None: each model's own)."""
     if not train_data:
         raise ValueError("train_data is empty")
     kind = "csv" if str(train_data).endswith(".csv") else "webdataset"
@@ -110,7 +175,7 @@ def external_dataset(train_data: str, train_num_samples: int, eval_domains=()) -
         "dataset_type": kind,
         "train_num_samples": train_num_samples or None,
         "domains": list(eval_domains),
-        "resolution": None,
+        "resolution": int(resolution) if resolution else None,
         "seed": 0,
         "val_fraction": 0.2,
         "n_per_domain": None,
@@ -166,14 +231,21 @@ def train_and_evaluate(
     nproc: int = 1,
     name: str | None = None,
     extra_args: list[str] | None = None,
+    image_size: int | None = None,
+    resume: bool = False,
 ) -> dict:
     """One open_clip_train run with ``attention`` (``batch_size`` is global: each of ``nproc``
     torchrun processes takes ``batch_size // nproc``), then zero-shot on each domain's val split.
 
-    An interrupted run resumes from its latest checkpoint; a finished one (``summary.json``) is reused.
-    Only the newest checkpoint is kept, and once ``summary.json`` is written it is made weights only
-    (:func:`linrepro.clip.train.finalize_checkpoints`).
+    A finished run (``summary.json``) is reused. An unfinished one (a folder without it) is an
+    error unless ``resume``: then it continues from its latest checkpoint with open_clip_train's
+    ``--resume latest`` (the step log drops the steps it redoes), or starts again when it was
+    stopped before its first checkpoint. Only the newest checkpoint is kept, and once
+    ``summary.json`` is written it is made weights only (:func:`linrepro.clip.train.finalize_checkpoints`).
+    ``image_size``: the side the model takes (``--force-image-size`` when it is not the model's own).
     """
+    import shutil
+
     from linrepro.clip.train import (
         epoch_checkpoints,
         finalize_checkpoints,
@@ -189,14 +261,29 @@ def train_and_evaluate(
     name = name or f"{model_name}-{attention}"
     run = logs / name
     if (run / "summary.json").exists():
-        return json.loads((run / "summary.json").read_text())
-    resume = "latest" if (run / "checkpoints").exists() else None  # an interrupted run continues
+        done = _read_record(run / "summary.json", "summary")
+        ckpt = done.get("checkpoint")
+        if ckpt and Path(ckpt).is_file() and not is_weights_only(ckpt):  # killed before it was finalized
+            finalize_checkpoints(Path(ckpt).parent)
+        return done
+    extra_args = list(extra_args or []) + _force_size_args(model_name, image_size, extra_args)
     ckpts = epoch_checkpoints(run / "checkpoints")
     if ckpts and is_weights_only(ckpts[-1]):
         raise RuntimeError(
             f"{run} finished (its checkpoint {ckpts[-1].name} holds weights only, nothing to "
             f"resume from) but has no summary.json; delete the folder to train it again"
         )
+    if run.exists() and not resume:
+        raise RuntimeError(
+            f"{run} is an unfinished run (no summary.json; "
+            + (f"its latest checkpoint is {ckpts[-1].name}" if ckpts else "no checkpoint yet")
+            + "). Continue it with resume=True (`linrepro run 03_clip_training --resume <run folder>`; "
+            "LINREPRO_RESUME=1 in JupyterLab), or delete the folder to train it again"
+        )
+    if run.exists() and not ckpts:  # stopped before its first checkpoint: nothing to continue from
+        shutil.rmtree(run)
+    resume_from = "latest" if ckpts else None
+    resumed_from = ckpts[-1].name if ckpts else None
     args = open_clip_args(
         model=model_name,
         train_data=dataset.get("train_data") or dataset["train_csv"],
@@ -208,7 +295,7 @@ def train_and_evaluate(
         warmup=warmup,
         precision=precision,
         seed=seed,
-        resume=resume,
+        resume=resume_from,
         dataset_type=dataset.get("dataset_type", "csv"),
         train_num_samples=dataset.get("train_num_samples"),
         extra=extra_args,
@@ -232,10 +319,12 @@ def train_and_evaluate(
         "lr": lr,
         "train_s": train_s,
         "steps": len(steps),
-        "extra_args": list(extra_args or []),
+        "extra_args": list(extra_args),
         "checkpoint": str(ckpts[-1]) if ckpts else None,
         "run_dir": str(run),
     }
+    if resume_from:
+        summary["resumed_from"] = resumed_from
     if model is None:
         model, _, _ = load_model(summary)
     import open_clip
@@ -268,7 +357,7 @@ def train_and_evaluate(
             "zero_shot": zs,
         }
     )
-    write_json(run / "summary.json", summary)
+    write_json(run / "summary.json", relative_paths(summary, run))
     finalize_checkpoints(run / "checkpoints")  # the run is done: the newest checkpoint, weights only
     return summary
 
@@ -292,6 +381,24 @@ def train_grid(
             summaries.append(s)
             log(describe(s))
     return summaries
+
+
+def native_image_size(model_name: str) -> int:
+    """The image side an open_clip model config takes (224 for ViT-S/B/L-16, 32 for the tiny ones)."""
+    import open_clip
+
+    clip.register_models()
+    cfg = open_clip.get_model_config(model_name)
+    if cfg is None:
+        raise ValueError(f"unknown model {model_name!r}; linrepro's: {clip.model_names()}")
+    size = cfg["vision_cfg"]["image_size"]
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def _force_size_args(model_name: str, image_size: int | None, extra_args) -> list[str]:
+    if not image_size or "--force-image-size" in list(extra_args or []):
+        return []
+    return [] if int(image_size) == native_image_size(model_name) else ["--force-image-size", str(int(image_size))]
 
 
 def _image_size_kw(extra_args) -> dict:
@@ -342,7 +449,13 @@ def load_model(summary: dict, device="cpu", resolution: int | None = None):
     model, preprocess, tokenizer = clip.create_model(
         summary["model"], summary["attention"], score_scale=summary.get("score_scale", 0.5), **kw
     )
-    ck = torch.load(summary["checkpoint"], map_location=device, weights_only=False)
+    from linrepro.clip.train import CheckpointError, load_checkpoint
+
+    if not summary.get("checkpoint"):
+        raise CheckpointError(
+            f"run {summary.get('run_dir')} ({summary['model']}/{summary['attention']}) has no checkpoint"
+        )
+    ck = load_checkpoint(summary["checkpoint"], summary.get("run_dir"), map_location=device)
     sd = {k.removeprefix("module."): v for k, v in ck["state_dict"].items()}
     resize_pos_embed(sd, model)
     model.load_state_dict(sd)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 from linrepro.utils import project
-from linrepro.utils.io import atomic_write_text, write_json  # noqa: F401 - notebooks import them from here
+from linrepro.utils.io import atomic_write_text, read_json, write_json  # noqa: F401 - notebooks import them from here
 
 
 def run_dir(notebook: str = "interactive") -> Path:
@@ -50,6 +51,99 @@ def current_profile(default: str = "cpu") -> str:
     return os.environ.get("LINREPRO_PROFILE") or default
 
 
+# --------------------------------------------------------------------------- the state of a run
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3… of ``/proc/<pid>/stat`` (state first), or None where there is no /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def process_record() -> dict:
+    """Who runs a run, for its run.json: pid and host, and where Linux tells them the process's
+    start time and the boot, so that :func:`run_status` can tell a dead process from a reused pid."""
+    rec: dict = {"pid": os.getpid(), "host": socket.gethostname()}
+    stat = _proc_stat(os.getpid())
+    if stat is not None:
+        rec["pid_started"] = int(stat[19])  # field 22: start time, clock ticks after boot
+    boot = _boot_id()
+    if boot:
+        rec["boot_id"] = boot
+    return rec
+
+
+def _process_gone(meta: dict) -> bool | None:
+    """Whether the process a run.json names has ended; None where this machine cannot tell."""
+    pid, host = meta.get("pid"), meta.get("host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not host or host != socket.gethostname():
+        return None
+    boot = _boot_id()
+    if meta.get("boot_id") and boot and meta["boot_id"] != boot:
+        return True  # the machine restarted since
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # someone else's process: it exists
+    except OSError:
+        return None
+    stat = _proc_stat(pid)
+    if stat is not None:
+        if stat[0] in ("Z", "X"):
+            return True
+        if meta.get("pid_started") is not None and int(stat[19]) != meta["pid_started"]:
+            return True  # the pid now belongs to another process
+    return False
+
+
+def status_of(meta: dict) -> tuple[str, str | None]:
+    """(status, note) of a run from its run.json: as recorded, except that a run still marked
+    ``running`` whose process is gone (killed, or its machine went down) is ``interrupted``.
+    The site and :func:`find_run` both decide with this."""
+    status = meta.get("status") or "unknown"
+    if status != "running":
+        return status, None
+    gone = _process_gone(meta)
+    if gone:
+        return "interrupted", (
+            f"process {meta['pid']} on {meta['host']} is gone: it ended without recording a status "
+            "(killed, or the machine went down)"
+        )
+    if gone is None and meta.get("host") and meta.get("host") != socket.gethostname():
+        return "running", f"on {meta['host']}: cannot check its process from here"
+    return "running", None
+
+
+def run_status(run: Path) -> tuple[str, str | None]:
+    """:func:`status_of` for a run folder; ``unreadable`` (with the error) if its run.json is, and
+    ``unknown`` if it has none."""
+    path = Path(run) / "run.json"
+    if not path.exists():
+        return "unknown", f"{path} does not exist"
+    try:
+        meta = read_json(path, f"{_label(Path(run))}: run.json")
+    except (OSError, ValueError) as e:
+        return "unreadable", str(e)
+    if not isinstance(meta, dict):
+        return "unreadable", f"{path} is not a JSON object"
+    return status_of(meta)
+
+
+def _label(run: Path) -> str:
+    """``<notebook> run <run-id>``, from the folder layout ``<profile>/<notebook>/<run-id>``."""
+    run = Path(run)
+    return f"{run.parent.name} run {run.name}"
+
+
 def finished_runs(parent: Path) -> list[Path]:
     """Run folders under ``parent`` whose run.json says ``ok`` and that have a results.json, oldest
     first (run ids start with a timestamp)."""
@@ -57,7 +151,7 @@ def finished_runs(parent: Path) -> list[Path]:
     for d in sorted(Path(parent).iterdir()) if Path(parent).is_dir() else []:
         try:
             ok = json.loads((d / "run.json").read_text()).get("status") == "ok"
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             ok = False
         if ok and (d / "results.json").is_file():
             done.append(d)
@@ -66,10 +160,18 @@ def finished_runs(parent: Path) -> list[Path]:
 
 def find_run(notebook: str, run: str | None = None, profile: str | None = None) -> Path:
     """A finished run folder of ``notebook``: ``run`` if given (a path), else the latest one with
-    status ``ok`` under ``outputs/<profile>/<notebook>/`` (profile: this run's, else ``cpu``)."""
+    status ``ok`` under ``outputs/<profile>/<notebook>/`` (profile: this run's, else ``cpu``).
+    A run whose run.json says anything but ``ok`` (running, interrupted, failed) is refused; a
+    folder without run.json (copied or published results) is taken on its results.json."""
     if run:
         p = Path(run)
         p = p if p.is_absolute() else project.root() / p
+        if (p / "run.json").exists():
+            status, note = run_status(p)
+            if status != "ok":
+                raise FileNotFoundError(
+                    f"{p} is not a finished {notebook} run: it is {status}" + (f" ({note})" if note else "")
+                )
         if not (p / "results.json").is_file():
             raise FileNotFoundError(f"{p} is not a finished {notebook} run (it has no results.json)")
         return p
@@ -77,12 +179,18 @@ def find_run(notebook: str, run: str | None = None, profile: str | None = None) 
     parent = outputs_root() / profile / notebook
     done = finished_runs(parent)
     if not done:
+        latest = sorted(d for d in parent.iterdir() if d.is_dir())[-1:] if parent.is_dir() else []
+        why = ""
+        for d in latest:
+            status, note = run_status(d)
+            why = f" (the latest run there, {d.name}, is {status}" + (f": {note}" if note else "") + ")"
         raise FileNotFoundError(
-            f"no finished {notebook} run under {parent}. Run `linrepro run {notebook} --profile {profile}` "
+            f"no finished {notebook} run under {parent}{why}. Run `linrepro run {notebook} --profile {profile}` "
             f"first, or pass the folder of one as a parameter."
         )
     return done[-1]
 
 
 def load_results(run: Path) -> dict:
-    return json.loads((Path(run) / "results.json").read_text())
+    """A run's results.json; a missing, truncated or corrupt one raises an error naming the file and the run."""
+    return read_json(Path(run) / "results.json", f"{_label(Path(run))}: results.json")

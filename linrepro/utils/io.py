@@ -62,3 +62,45 @@ def read_json(path: Path, what: str = "file") -> Any:
         raise FileNotFoundError(f"{what} {path} does not exist") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {path} is not readable JSON (truncated or corrupt?): {e}") from None
+
+
+def write_json_or_overwrite(path: Path, obj: Any) -> None:
+    """:func:`write_json`; when that cannot make its temp file (a full disk), overwrite the existing
+    file in place instead. A small record rewritten in place stays within the blocks it already
+    holds, so a status record can still be updated on a full disk."""
+    path = Path(path)
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    try:
+        atomic_write_text(path, text)
+    except OSError:
+        if not path.is_file():
+            raise
+        with open(path, "r+") as f:
+            f.write(text)
+            f.truncate()
+
+
+class SpaceReserve:
+    """``size`` bytes set aside in ``path`` at the start of a job and given back (the file deleted)
+    just before the job writes its final record: on a disk the job itself filled, that record
+    still has room. The file is hidden; :meth:`release` is idempotent."""
+
+    def __init__(self, path: Path, size: int = 512 * 1024):
+        self.path = Path(path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:  # pragma: no cover - macOS: written zeros take real blocks too
+                os.write(fd, bytes(size))
+        except BaseException:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+    def release(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # pragma: no cover - nothing better to do with a folder gone read-only
+            pass

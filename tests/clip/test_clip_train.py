@@ -276,3 +276,115 @@ def test_killed_run_resumes_without_gap_or_repeat(tiny_csv, tmp_path):
     # deleting epoch_k-1 may leave that one: finalize_checkpoints removes it when a run finishes)
     left = [p.name for p in epoch_checkpoints(ckpt)]
     assert left[-1] == f"epoch_{epochs}.pt" and len(left) <= 2, left
+
+
+# ------------------------------------------------------------------ issue 13: launcher and checkpoints
+def test_resume_latest_with_nothing_to_resume_is_an_error(tiny_csv, tmp_path):
+    """`--resume latest` on a run with no checkpoint used to train from scratch and exit 0; now the
+    launcher refuses (naming the folder) unless --resume-missing-ok opts in to a fresh start."""
+    r = subprocess.run(
+        _train_cmd(tiny_csv, tmp_path, "none", 1, ["--resume", "latest"]),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode != 0, "--resume latest with nothing to resume trained from scratch"
+    assert "nothing to resume" in r.stderr and str(tmp_path / "none" / "checkpoints") in r.stderr, r.stderr[-2000:]
+    assert read_steps(tmp_path / "none") == [] and not epoch_checkpoints(tmp_path / "none" / "checkpoints")
+    from linrepro.clip.train import run_open_clip_train
+
+    args = open_clip_args(
+        model="tiny-S", train_data=tiny_csv, logs=tmp_path, name="none", epochs=1, batch_size=48, lr=1e-3, warmup=0
+    )
+    run_open_clip_train([*args, "--resume", "latest"], attention="eq7", resume_missing_ok=True)
+    assert [s["step"] for s in read_steps(tmp_path / "none")] == [0]
+
+
+def test_failed_start_is_cleaned_up_so_a_retry_works(tiny_csv, tmp_path):
+    """A start that fails before training (a missing train CSV) leaves no logs/<name>/ behind, so
+    the same command works once the CSV is there (open_clip_train said 'Experiment already exists')."""
+    from linrepro.clip.train import run_open_clip_train
+
+    missing = tmp_path / "data" / "train.csv"
+    args = open_clip_args(
+        model="tiny-S", train_data=missing, logs=tmp_path / "logs", name="retry", epochs=1, batch_size=48, lr=1e-3
+    )
+    with pytest.raises(Exception, match="train.csv"):
+        run_open_clip_train(args, attention="eq7")
+    assert not (tmp_path / "logs" / "retry").exists(), list((tmp_path / "logs" / "retry").rglob("*"))
+    missing.parent.mkdir()
+    missing.write_text(tiny_csv.read_text())
+    run_open_clip_train(args, attention="eq7")
+    assert [s["step"] for s in read_steps(tmp_path / "logs" / "retry")] == [0]
+    # a run that exists is never deleted by a failed start: open_clip_train's refusal is reported
+    with pytest.raises(RuntimeError, match=r"logs/retry already exists"):
+        run_open_clip_train(args, attention="eq7")
+    assert (tmp_path / "logs" / "retry" / "checkpoints" / "epoch_1.pt").exists()
+
+
+def test_steplog_survives_a_line_cut_by_a_kill(tmp_path):
+    """A kill mid-append leaves a partial last line in steps.jsonl; a resumed run reads past it."""
+    log = StepLog(str(tmp_path / "tensorboard"))
+    for step in range(3):
+        log.add_scalar("train/loss", 1.0 + step, step)
+    with open(tmp_path / "steps.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')
+    log2 = StepLog(str(tmp_path / "tensorboard"))
+    log2.add_scalar("train/loss", 9.0, 3)
+    assert [(r["step"], r["loss"]) for r in read_steps(tmp_path)] == [(0, 1.0), (1, 2.0), (2, 3.0), (3, 9.0)]
+
+
+def _fake_run(tmp_path, name="tiny-S-eq7"):
+    model, _, _ = clip.create_model("tiny-S", "eq7")
+    run = tmp_path / "runs" / name
+    (run / "checkpoints").mkdir(parents=True)
+    ck = run / "checkpoints" / "epoch_1.pt"
+    torch.save({"epoch": 1, "state_dict": model.state_dict()}, ck)
+    summary = {"model": "tiny-S", "attention": "eq7", "score_scale": 0.5, "checkpoint": str(ck), "run_dir": str(run)}
+    return summary, ck, run
+
+
+@pytest.mark.parametrize("keep", [0, 100, 0.5])
+def test_truncated_checkpoint_error_names_the_file_and_the_run(tmp_path, keep):
+    from linrepro.clip.train import CheckpointError, finalize_checkpoints, is_weights_only
+    from linrepro.study import experiments as ex
+
+    summary, ck, run = _fake_run(tmp_path)
+    data = ck.read_bytes()
+    ck.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+    for call in (lambda: ex.load_model(summary), lambda: is_weights_only(ck), lambda: finalize_checkpoints(ck.parent)):
+        with pytest.raises(CheckpointError) as e:
+            call()
+        assert str(ck) in str(e.value) and "tiny-S-eq7" in str(e.value) and "truncated or corrupt" in str(e.value)
+    ck.unlink()
+    with pytest.raises(CheckpointError, match=r"epoch_1\.pt of run .*tiny-S-eq7 does not exist"):
+        ex.load_model(summary)
+
+
+def test_unfinished_run_continues_only_when_resume_is_asked(tiny_csv, tmp_path):
+    """A model folder without summary.json is an error unless resume=True; stopped before its first
+    checkpoint, resuming it starts that model again (a failed start's leftovers do not block it)."""
+    from linrepro.study import experiments as ex
+
+    dataset = {
+        "train_csv": str(tiny_csv),
+        "domains": [],
+        "resolution": None,
+        "seed": 0,
+        "val_fraction": 0.2,
+        "n_per_domain": None,
+        "classnames": None,
+    }
+    run = tmp_path / "tiny-S-eq7"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "out.log").write_text("killed in epoch 1\n")
+    (run / "steps.jsonl").write_text('{"step": 0, "loss": 9.0}\n{"step": 1, "lo')
+    kw = dict(epochs=1, batch_size=16, lr=1e-3, warmup=0)
+    with pytest.raises(RuntimeError, match=r"tiny-S-eq7 is an unfinished run .*resume"):
+        ex.train_and_evaluate("tiny-S", "eq7", dataset, tmp_path, **kw)
+    s = ex.train_and_evaluate("tiny-S", "eq7", dataset, tmp_path, resume=True, **kw)
+    assert [x["step"] for x in read_steps(run)] == [0, 1, 2] and s["steps"] == 3
+    assert "resumed_from" not in s and "killed in epoch 1" not in (run / "out.log").read_text()
+    stored = json.loads((run / "summary.json").read_text())  # paths relative to the model's folder
+    assert stored["checkpoint"] == "checkpoints/epoch_1.pt" and stored["run_dir"] == "."

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from linrepro.runner.site import build_site
 from linrepro.study import claims
 
@@ -163,3 +165,74 @@ def test_site_puts_the_ledger_first_and_shows_failures(tmp_path):
     # links are relative to the site folder and point at existing reports
     assert "href='../cpu/01_kernel_derivation/20260101-000000-aaaaaa/report.html#" in page
     assert "<math" in page  # the claims' LaTeX is MathML
+
+
+def test_unreadable_evidence_is_shown_with_its_path_and_the_ledger_goes_on(tmp_path):
+    """A truncated results.json of one run: the claims that read it say so, with the path; every
+    other claim, the findings and the site are computed as usual (issue 13, item 9)."""
+    _run(tmp_path, "cpu", "01_kernel_derivation", DERIV)
+    bad = _run(tmp_path, "cpu", "03_clip_training", {"digits_top1": {"tiny-S/eq7": 0.9}})
+    (bad / "results.json").write_text('{"digits_top1": {"tiny-S/eq7": 0.')
+    rows = claims.evaluate(tmp_path, ("cpu",))
+    v = _by_n(rows)
+    assert len(rows) == 17
+    for n in (8,):  # the claim whose evidence is the 03 run
+        assert v[n]["verdict"] == "inconclusive" and v[n]["reason"] == "unreadable evidence", v[n]
+        assert str(bad / "results.json") in v[n]["evidence"] and "03_clip_training run" in v[n]["evidence"]
+        assert v[n]["source_run"] == str(bad)
+    for n in (15, 16, 17):  # the 01 run is fine
+        assert v[n]["verdict"] == "supported", v[n]
+    again = claims.Evidence(tmp_path, ("cpu",))
+    for _ in range(2):  # asked twice, still unreadable (never "has not run")
+        with pytest.raises(claims.UnreadableEvidence, match="results.json"):
+            again.run("03_clip_training")
+    found = claims.findings(tmp_path, ("cpu",))
+    (row,) = [r for r in found if "(03)" in r["topic"]]
+    assert "unreadable" in row["text"] and str(bad / "results.json") in row["text"] and row["link"] is None
+    assert "unreadable" in claims.findings_html(found, tmp_path, tmp_path)
+    _run(
+        tmp_path,
+        "cpu",
+        "07_claims_ledger",
+        {"summary": claims.summary(rows), "claims": rows, "findings": found},
+        run_id="20260101-000002-cccccc",
+    )
+    page = build_site(tmp_path).read_text()
+    assert page.count("<td class='verdict'") == 17 and str(bad / "results.json") in page
+
+
+def test_the_site_survives_an_unreadable_ledger(tmp_path):
+    led = _run(tmp_path, "cpu", "07_claims_ledger", {}, run_id="20260101-000002-cccccc")
+    (led / "results.json").write_text('{"summary": {"cou')
+    page = build_site(tmp_path).read_text()
+    assert "cannot be read" in page and str(led / "results.json") in page
+    (led / "results.json").write_text('{"summary": {}}')
+    assert "cannot be read" in build_site(tmp_path).read_text()
+
+
+def test_notebook_07_runs_through_an_unreadable_training_run(tmp_path):
+    """The real `linrepro run 07_claims_ledger` with a truncated 03 results.json beside a good 01 run."""
+    import os
+    import subprocess
+    import sys
+
+    _run(tmp_path, "smoke", "01_kernel_derivation", DERIV)
+    bad = _run(tmp_path, "smoke", "03_clip_training", {})
+    (bad / "results.json").write_text('{"summaries": [')
+    r = subprocess.run(
+        [sys.executable, "-m", "linrepro", "run", "07_claims_ledger", "--profile", "smoke", "--no-progress"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        env=dict(os.environ),
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (led,) = tmp_path.glob("smoke/07_claims_ledger/*/results.json")
+    res = json.loads(led.read_text())
+    v = _by_n(res["claims"])
+    assert v[8]["reason"] == "unreadable evidence" and str(bad / "results.json") in v[8]["evidence"]
+    assert v[15]["verdict"] == "supported"
+    assert any("unreadable" in f["text"] for f in res["findings"])
+    assert "Unreadable evidence" in (led.parent / "report.html").read_text()

@@ -326,3 +326,34 @@ def test_notebook_05_refuses_an_eval_run_of_another_training_run(tmp_path):
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     err = (run / "error.txt").read_text()
     assert "ValueError" in err and str(trains[0]) in err and str(trains[1]) in err, err
+
+
+def test_run_paths_are_stored_relative_and_resolved_against_the_run(tmp_path):
+    """03's results.json stores paths relative to its run folder; load_training resolves them
+    wherever the folder now is, and keeps the absolute paths of older runs as they are."""
+    from linrepro.study import experiments as ex
+
+    run = tmp_path / "a" / "run"
+    model = run / "runs" / "tiny-S-eq7"
+    results = {
+        "dataset": {"dir": str(run / "data" / "k"), "classnames": str(run / "data" / "k" / "classnames.json")},
+        "summaries": [{"checkpoint": str(model / "checkpoints" / "epoch_1.pt"), "run_dir": str(model), "lr": 0.1}],
+        "external": {"train_csv": "/data/elsewhere/train.csv", "train_data": "shards/{0..3}.tar"},
+    }
+    stored = ex.relative_paths(results, run)
+    assert stored["summaries"][0] == {
+        "checkpoint": "runs/tiny-S-eq7/checkpoints/epoch_1.pt",
+        "run_dir": "runs/tiny-S-eq7",
+        "lr": 0.1,
+    }
+    assert stored["dataset"]["classnames"] == "data/k/classnames.json"
+    assert stored["external"] == results["external"]  # outside the run, or not a path key: unchanged
+    assert ex.relative_paths({"run_dir": str(run)}, run) == {"run_dir": "."}
+    moved = tmp_path / "b" / "moved"
+    moved.mkdir(parents=True)
+    (moved / "results.json").write_text(json.dumps(stored))
+    back = ex.load_training(moved)
+    assert back["summaries"][0]["checkpoint"] == str(moved / "runs" / "tiny-S-eq7" / "checkpoints" / "epoch_1.pt")
+    assert back["dataset"]["dir"] == str(moved / "data" / "k") and back["external"] == results["external"]
+    (moved / "results.json").write_text(json.dumps(results))  # an older run: absolute paths, used as they are
+    assert ex.load_training(moved) == results
