@@ -16,15 +16,18 @@ Files, one per form (as in flash-linear-attention):
 
 Forward math (identical to ``linrepro.attention``)
 ---------------------------------------------------
-q, k: (B, H, N, D); v: (B, H, N, Dv).  q̂ = q / max(‖q‖₂, eps), k̂ likewise (per row).
+q, k: (B, H, N, D); v: (B, H, N, Dv).  q̂ = q / max(‖q‖₂, eps), k̂ likewise (per row), with eps
+positive and finite (checked by ``linear_attention_triton``).
 
 Non-causal, with S = Σ_j k̂_j v_jᵀ (D×Dv), vsum = Σ_j v_j, z = Σ_j k̂_j and
 a_i = vsum + Sᵀ q̂_i (the "numerator"):
 
 * eq7:  o_i = s · a_i
-* eq4:  o_i = a_i / max(d_i, eps),   d_i = N + q̂_i·z
+* eq4:  o_i = a_i / d_i,   d_i = N + q̂_i·z;  o_i = 0 where d_i ≤ eps·N (a vanishing row, whose
+  mean weight d_i/N no backend can tell from 0: see ``linrepro.attention``'s docstring). The
+  kernels divide by +∞ there (``tl.where(d ≤ eps·N, inf, d)``), so o_i = 0 and 1/d_i = 0.
 
-Causal: every sum runs over j ≤ i and N becomes the 1-based count i+1.
+Causal: every sum runs over j ≤ i and N becomes the 1-based count i+1 (also in eq4's eps·count).
 
 Backward derivation
 -------------------
@@ -37,10 +40,10 @@ eq7.  o_i = s (vsum + Sᵀq̂_i) is linear in (vsum, S, q̂_i), so
 and, since S = Σ_j k̂_j v_jᵀ and vsum = Σ_j v_j,
     ∂L/∂v_j = dvsum + dSᵀ k̂_j,     ∂L/∂k̂_j = dS v_j.
 
-eq4.  o_i = a_i / d_i with a_i = vsum + Sᵀq̂_i, d_i = N + q̂_i·z (d_i ≥ eps; if
-d_i < eps the clamp makes the denominator the constant eps, so its gradient is 0).
+eq4.  o_i = a_i / d_i with a_i = vsum + Sᵀq̂_i, d_i = N + q̂_i·z (for a vanishing row,
+d_i ≤ eps·N, o_i is the constant 0, so dn_i = dd_i = 0: the kernels keep c_i = 1/d_i = 0 there).
     dn_i := ∂L/∂a_i = g_i / d_i
-    dd_i := ∂L/∂d_i = −(g_i·a_i)/d_i² = −(g_i·o_i)/d_i           (0 when clamped)
+    dd_i := ∂L/∂d_i = −(g_i·a_i)/d_i² = −(g_i·o_i)/d_i           (0 for a vanishing row)
     ∂L/∂q̂_i = S dn_i + dd_i z
     dS    = Σ_i q̂_i dn_iᵀ,  dvsum = Σ_i dn_i,  dz = Σ_i dd_i q̂_i
     ∂L/∂v_j = dvsum + dSᵀ k̂_j,  ∂L/∂k̂_j = dS v_j + dz.
@@ -57,7 +60,12 @@ sums: dS_j = Σ_{i≥j} q̂_i dn_iᵀ, dvsum_j = Σ_{i≥j} dn_i, dz_j = Σ_{i�
 L2 normalisation backward.  x̂ = x / max(r, eps), r = ‖x‖: if r > eps,
 ∂L/∂x = (∂L/∂x̂ − x̂ (x̂·∂L/∂x̂)) / r, else ∂L/∂x = ∂L/∂x̂ / eps.  This is fused into
 the dq and dk kernels; the normalisation of q and k in the forward is fused into
-every kernel that reads them (no normalised copy is ever written).
+every kernel that reads them (no normalised copy is ever written).  r is never formed
+directly: ``common._l2n`` scales each row by the power of two 2⁻ᵉ that brings max|x| into
+[1, 2) (read off the exponent bits; exact) and works with rs = ‖x·2⁻ᵉ‖ = r·2⁻ᵉ, which neither
+overflows (fp32 q around 1e20 and above) nor underflows; for ordinary rows the result is
+bit-identical to the unscaled formula.  Padding rows and columns of x̂ are set to exactly 0
+(never 0/eps), so they reach no valid row whatever eps is.
 
 Kernel design
 -------------
@@ -83,6 +91,10 @@ tile is at most 128×128 for fp16/bf16 inputs (e.g. D = Dv = 256 → BV = 64, NV
   deterministically.  ``_c_fwd_kernel`` / ``_c_dq_kernel`` then walk their row range
   chunk by chunk (chunk C = 16 on CUDA): the intra-chunk part is a masked C×C
   matrix, the inter-chunk part goes through the running state carried in registers.
+  Causality is structural: masks are ``tl.where`` (never a multiplication), and the masked
+  C×C products take v (forward) or k̂ (dq) with NaN/Inf entries zeroed, the (row, column)
+  pairs at or after such an entry being set to NaN afterwards (``causal._finite_part``), so
+  a later token, NaN or Inf included, never changes an earlier row's output or dq.
   ``_c_dkv_kernel`` walks the chunks in reverse with the running suffix state.
   When Dv is tiled (NVT > 1) dq and dk need sums over all Dv tiles, so
   ``_c_dq_part_kernel`` / ``_c_dkv_kernel`` write per-tile fp32 partials

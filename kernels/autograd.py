@@ -8,6 +8,9 @@ Dv-tiled path by patching ``_MAX_TILE_AREA`` on the module of ``linear_attention
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import triton
 from torch.autograd.function import once_differentiable
@@ -131,6 +134,9 @@ def linear_attention_triton(
             )
     if variant not in ("eq4", "eq7"):
         raise ValueError(f"unknown variant {variant!r}; expected 'eq4' or 'eq7'")
+    # (linrepro.attention.check_eps, which this layer cannot import: attention imports the kernels)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     if q.shape[2] == 0:
         # empty sequence: nothing to launch; keep the graph connected for autograd
         return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum() + v.sum())

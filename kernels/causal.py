@@ -5,7 +5,12 @@ chunk: the intra-chunk part is a masked C×C matrix, the inter-chunk part goes t
 running state carried in registers; ``_c_dkv_kernel`` walks the chunks in reverse with the
 running suffix state. When Dv is tiled (NVT > 1) dq and dk need sums over all Dv tiles, so
 ``_c_dq_part_kernel`` / ``_c_dkv_kernel`` write per-tile fp32 partials ([NVT, BH, N, D])
-that ``_c_dq_kernel`` / ``_c_dk_fin_kernel`` add up (no atomics)."""
+that ``_c_dq_kernel`` / ``_c_dk_fin_kernel`` add up (no atomics).
+
+Causality is structural in the forward and in dq: masks are ``tl.where``, never a
+multiplication, and a masked C×C product never multiplies a NaN or Inf of a later row by a
+zero weight (``_finite_part``). (dk and dv depend on later rows by nature; a non-finite earlier
+row may reach them through the reverse walk's masked products.)"""
 
 from __future__ import annotations
 
@@ -46,6 +51,16 @@ def _chunk_mask(BLOCK_C: tl.constexpr):
     """(ii, causal): ii = [0, BLOCK_C) and the intra-chunk mask causal[i, j] = i ≥ j."""
     ii = tl.arange(0, BLOCK_C)
     return ii, ii[:, None] >= ii[None, :]
+
+
+@triton.jit
+def _finite_part(x):
+    """(x with its NaN/Inf entries replaced by 0, hit): hit[i, c] is true when some x[j, c], j ≤ i, is not
+    finite. A chunk's masked C×C product with the first keeps every row free of later rows' values
+    (0·finite = 0 exactly); ``tl.where(hit, nan, ·)`` then gives the rows at and after a NaN/Inf theirs."""
+    ok = tl.abs(x) < float("inf")  # false for ±Inf and NaN
+    hit = tl.cumsum(tl.where(ok, 0.0, 1.0), axis=0) > 0.0
+    return tl.where(ok, x, 0.0), hit
 
 
 @triton.jit
@@ -113,19 +128,25 @@ def _c_fwd_kernel(
     for t in range(0, nblk):
         start = row_lo + t * BLOCK_C
         rows = start + ii
-        qh, _rq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
-        kh, _rk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
+        qh, _rq, _sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
+        kh, _rk, _sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         v = _load_rows(V, vbase, rows, row_hi, svn, cv, DV)
         a = tl.dot(qh, tl.trans(kh), input_precision=PREC)
-        w = tl.where(causal, 1.0 + a, 0.0)  # intra-chunk weights 1 + q̂·k̂
-        num = vs_run[None, :] + tl.dot(qh, s_run, input_precision=PREC) + tl.dot(w, v, input_precision=PREC)
+        w = tl.where(causal, 1.0 + a, 0.0)  # intra-chunk weights 1 + q̂·k̂ (where, not ×mask: a may be NaN)
+        # w·v would carry a NaN or Inf of a later row's v to earlier rows (0·NaN = NaN): the product uses
+        # finite v, and the (row, column) pairs at or after a non-finite value are set to NaN below
+        v_ok, v_hit = _finite_part(v)
+        num = vs_run[None, :] + tl.dot(qh, s_run, input_precision=PREC) + tl.dot(w, v_ok, input_precision=PREC)
         if EQ4:
-            # count before the chunk + q̂·z_run + Σ_{j≤i in chunk}(1 + q̂_i·k̂_j)
+            # count before the chunk + q̂·z_run + Σ_{j≤i in chunk}(1 + q̂_i·k̂_j); a mean weight ≤ eps
+            # is a vanishing row: o = num/∞ = 0 (linrepro.attention's spec)
             den = start.to(tl.float32) + tl.sum(qh * z_run[None, :], axis=1) + tl.sum(w, axis=1)
-            o = num / tl.maximum(den, eps)[:, None]
+            cnt = (start + ii + 1).to(tl.float32)
+            o = num / tl.where(den <= eps * cnt, float("inf"), den)[:, None]
             z_run += tl.sum(kh, axis=0)
         else:
             o = num * scale
+        o = tl.where(v_hit, float("nan"), o)
         _store_rows(O, obase, rows, row_hi, son, cv, DV, o)
         s_run += tl.dot(tl.trans(kh), v, input_precision=PREC)
         vs_run += tl.sum(v, axis=0)
@@ -176,11 +197,13 @@ def _c_dq_part_kernel(
     for t in range(0, nblk):
         start = row_lo + t * BLOCK_C
         rows = start + ii
-        kh, _rk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
+        kh, _rk, _sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         v = _load_rows(V, vbase, rows, row_hi, svn, cv, DV)
         g = _load_rows(G, gbase, rows, row_hi, sgn, cv, DV)
         gv = tl.where(causal, tl.dot(g, tl.trans(v), input_precision=PREC), 0.0)
-        u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh, input_precision=PREC)
+        kh_ok, k_hit = _finite_part(kh)  # a later row's NaN k̂ must not reach earlier rows through gv·k̂
+        u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh_ok, input_precision=PREC)
+        u = tl.where(k_hit, float("nan"), u)
         _store_rows(UB, ubase * D, rows, row_hi, D, cd, D, u)
         if EQ4:
             gvs = tl.sum(g * vs_run[None, :], axis=1) + tl.sum(gv, axis=1)
@@ -242,7 +265,6 @@ def _c_dq_kernel(
     dbase = _head_off(bh, H, sdb, sdh)
     soff = _state_off(bh * n_splits + sp, D, DV)
     ii, causal = _chunk_mask(BLOCK_C)
-    causal_f = tl.where(causal, 1.0, 0.0)
     if NVT == 1:
         s_run, z_run, vs_run = _load_state(PRE, soff, cd, cv0, D, DV)
     else:
@@ -250,14 +272,16 @@ def _c_dq_kernel(
     for t in range(0, nblk):
         start = row_lo + t * BLOCK_C
         rows = start + ii
-        qh, r = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
-        kh, _rk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
+        qh, r, sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
+        kh, _rk, _sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         if NVT == 1:
             v = _load_rows(V, vbase, rows, row_hi, svn, cv0, DV)
             g = _load_rows(G, gbase, rows, row_hi, sgn, cv0, DV)
             gv = tl.where(causal, tl.dot(g, tl.trans(v), input_precision=PREC), 0.0)  # g_i·v_j, j ≤ i
-            # u_i = S_i g_i = S_run g_i + Σ_{j≤i in chunk} (g_i·v_j) k̂_j
-            u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh, input_precision=PREC)
+            # u_i = S_i g_i = S_run g_i + Σ_{j≤i in chunk} (g_i·v_j) k̂_j, with no later row's NaN k̂ in it
+            kh_ok, k_hit = _finite_part(kh)
+            u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh_ok, input_precision=PREC)
+            u = tl.where(k_hit, float("nan"), u)
             gvs = tl.sum(g * vs_run[None, :], axis=1) + tl.sum(gv, axis=1)  # g_i·vsum_i
         else:
             u = tl.zeros((BLOCK_C, BD), dtype=tl.float32)
@@ -271,17 +295,18 @@ def _c_dq_kernel(
             a = tl.where(causal, tl.dot(qh, tl.trans(kh), input_precision=PREC), 0.0)
             cnt = (start + ii + 1).to(tl.float32)
             d = cnt + tl.sum(qh * z_run[None, :], axis=1) + tl.sum(a, axis=1)
-            c = 1.0 / tl.maximum(d, eps)
+            vanish = d <= eps * cnt  # o = 0 there, and so is its gradient
+            c = 1.0 / tl.where(vanish, float("inf"), d)
             gnum = gvs + tl.sum(qh * u, axis=1)
-            dd = tl.where(d >= eps, -gnum * c * c, 0.0)
-            z_i = z_run[None, :] + tl.dot(causal_f, kh, input_precision=PREC)  # prefix z at row i
+            dd = tl.where(vanish, 0.0, -gnum * c * c)
+            z_i = z_run[None, :] + tl.cumsum(kh, axis=0)  # prefix z at row i (a scan: rows j ≤ i only)
             dqh = u * c[:, None] + dd[:, None] * z_i
             _store_vec(CROW, bh * N, rows, row_hi, c)
             _store_vec(DDROW, bh * N, rows, row_hi, dd)
             z_run += tl.sum(kh, axis=0)
         else:
             dqh = u * scale
-        dq = _l2n_bwd(qh, r, dqh, eps)
+        dq = _l2n_bwd(qh, r, sq, dqh, eps)
         _store_rows(DQ, dbase, rows, row_hi, sdn, cd, D, dq)
         if NVT == 1:
             s_run += tl.dot(tl.trans(kh), v, input_precision=PREC)
@@ -352,8 +377,8 @@ def _c_dkv_kernel(
     for t in range(0, nblk):
         start = row_lo + (nblk - 1 - t) * BLOCK_C
         rows = start + ii
-        qh, _rq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
-        kh, r = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
+        qh, _rq, _sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
+        kh, r, sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         v = _load_rows(V, vbase, rows, row_hi, svn, cv, DV)
         g = _load_rows(G, gbase, rows, row_hi, sgn, cv, DV)
         if EQ4:
@@ -380,7 +405,7 @@ def _c_dkv_kernel(
             if EQ4:
                 dkh += dz_run[None, :]
                 dz_run += tl.sum(qh * dd[:, None], axis=0)
-            dk = _l2n_bwd(kh, r, dkh, eps)
+            dk = _l2n_bwd(kh, r, sk, dkh, eps)
             _store_rows(DK, dkbase, rows, row_hi, sdkn, cd, D, dk)
         else:
             _store_rows(DKP, (vt * BH + bh) * N * D, rows, row_hi, D, cd, D, dkh)
@@ -426,22 +451,21 @@ def _c_dk_fin_kernel(
     kbase = _head_off(bh, H, skb, skh)
     dkbase = _head_off(bh, H, sdkb, sdkh)
     ii, causal = _chunk_mask(BLOCK_C)
-    causal_f = tl.where(causal, 1.0, 0.0)
     dz_run = _load_z(SUF, _state_off(bh * n_splits + sp, D, DV), cd, D, DV)
     for t in range(0, nblk):
         start = row_lo + (nblk - 1 - t) * BLOCK_C
         rows = start + ii
-        kh, r = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
+        kh, r, sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         dkh = tl.zeros((BLOCK_C, BD), dtype=tl.float32)
         for vt in range(NVT):
             dkh += _load_rows(DKP, (vt * BH + bh) * N * D, rows, row_hi, D, cd, D)
         if EQ4:
-            qh, _rq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
+            qh, _rq, _sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
             dd = _load_vec(DDROW, bh * N, rows, row_hi)
-            w3 = causal_f * dd[:, None]  # [i, j] = dd_i for i ≥ j
+            w3 = tl.where(causal, dd[:, None], 0.0)  # [i, j] = dd_i for i ≥ j
             dkh += dz_run[None, :] + tl.dot(tl.trans(w3), qh, input_precision=PREC)
             dz_run += tl.sum(qh * dd[:, None], axis=0)
-        dk = _l2n_bwd(kh, r, dkh, eps)
+        dk = _l2n_bwd(kh, r, sk, dkh, eps)
         _store_rows(DK, dkbase, rows, row_hi, sdkn, cd, D, dk)
 
 

@@ -87,25 +87,49 @@ def _row_norm(x):
 
 
 @triton.jit
+def _pow2_inv(m):
+    """2⁻ᵉ for row maxima m ≥ 0 with 2ᵉ ≤ m < 2ᵉ⁺¹ (so m·2⁻ᵉ ∈ [1, 2)): an exact power of two read off
+    m's exponent bits, kept within [2⁻¹²⁶, 2¹²⁶] so that it is a normal number (m = 0 gets 2¹²⁶, and
+    0·2¹²⁶ = 0; a subnormal m lands in [2⁻²³, 1))."""
+    e = (m.to(tl.int32, bitcast=True) >> 23) & 0xFF  # biased exponent of m
+    e = tl.minimum(tl.maximum(e, 1), 253)
+    return ((254 - e) << 23).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _l2n(x, eps):
-    """(x̂, r): x̂ = x / max(r, eps) row-wise, r = ‖x‖ (kept for ``_l2n_bwd``)."""
-    r = _row_norm(x)
-    return x / tl.maximum(r, eps)[:, None], r
+    """(x̂, rs, sc): x̂ = x / max(‖x‖, eps) row-wise, without overflow or underflow.
+
+    ‖x‖ is computed on xs = x·sc with sc = 2⁻ᵉ (``_pow2_inv`` of the row's max|x|), an exact scaling:
+    rs = ‖xs‖ = ‖x‖·sc. Rows with ‖x‖ > eps (rs > eps·sc) get xs / rs (bit-identical to x / ‖x‖
+    wherever ‖x‖² neither overflows nor underflows), the others x / eps. (rs, sc) are kept for
+    ``_l2n_bwd``."""
+    sc = _pow2_inv(tl.max(tl.abs(x), axis=1))
+    xs = x * sc[:, None]
+    rs = _row_norm(xs)
+    big = rs > eps * sc
+    xh = tl.where(big[:, None], xs / tl.where(big, rs, 1.0)[:, None], x / eps)
+    return xh, rs, sc
 
 
 @triton.jit
 def _load_l2n(ptr, base, rows, row_hi, stride_n, cols, DIM, eps):
-    """``_l2n`` of a row tile loaded by ``_load_rows``: (x̂, ‖x‖)."""
-    return _l2n(_load_rows(ptr, base, rows, row_hi, stride_n, cols, DIM), eps)
+    """``_l2n`` of a row tile loaded by ``_load_rows``: (x̂, rs, sc). Padding rows (≥ row_hi) and
+    columns (≥ DIM) of x̂ are exactly 0 whatever eps is (never 0/0), so they cannot reach valid rows."""
+    x = _load_rows(ptr, base, rows, row_hi, stride_n, cols, DIM)
+    xh, rs, sc = _l2n(x, eps)
+    valid = (rows[:, None] < row_hi) & (cols[None, :] < DIM)
+    return tl.where(valid, xh, 0.0), rs, sc
 
 
 @triton.jit
-def _l2n_bwd(xh, r, dxh, eps):
-    """Gradient through x̂ = x / max(‖x‖, eps) given x̂, r = ‖x‖ and ∂L/∂x̂."""
+def _l2n_bwd(xh, rs, sc, dxh, eps):
+    """Gradient through x̂ = x / max(‖x‖, eps) given x̂, (rs, sc) from ``_l2n`` and ∂L/∂x̂:
+    (∂L/∂x̂ − x̂ (x̂·∂L/∂x̂)) / ‖x‖ if ‖x‖ > eps, else ∂L/∂x̂ / eps (1/‖x‖ = sc / rs)."""
     proj = tl.sum(xh * dxh, axis=1)
-    big = (dxh - xh * proj[:, None]) / tl.maximum(r, eps)[:, None]
+    big = (dxh - xh * proj[:, None]) * sc[:, None] / tl.maximum(rs, eps * sc)[:, None]
     small = dxh / eps
-    return tl.where((r > eps)[:, None], big, small)
+    return tl.where((rs > eps * sc)[:, None], big, small)
 
 
 @triton.jit
@@ -168,7 +192,7 @@ def _state_kernel(
     yacc = tl.zeros((BV,), dtype=tl.float32)
     for t in range(0, nblk):
         rows = row_lo + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        xh, _r = _load_l2n(X, xbase, rows, row_hi, sxn, cd, D, eps)
+        xh, _rs, _sc = _load_l2n(X, xbase, rows, row_hi, sxn, cd, D, eps)
         y = _load_rows(Y, ybase, rows, row_hi, syn, cv, DV)
         if ROW_C:
             y = y * _load_vec(CROW, bh * N, rows, row_hi)[:, None]

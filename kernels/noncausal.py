@@ -58,7 +58,7 @@ def _nc_out_kernel(
     EQ4: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """o = s(vsum + Sᵀq̂) or (vsum + Sᵀq̂)/max(N + q̂·z, eps); program (bh, p, vt)."""
+    """o = s(vsum + Sᵀq̂) or (vsum + Sᵀq̂)/(N + q̂·z) (0 where (N + q̂·z)/N ≤ eps); program (bh, p, vt)."""
     vt = tl.program_id(2)
     bh, sp, row_lo, row_hi, nblk, cd, cv = _prologue(N, rows_per_split, vt, BD, BV, BLOCK_N)
     qbase = _head_off(bh, H, sqb, sqh)
@@ -66,11 +66,12 @@ def _nc_out_kernel(
     s_mat, z, vs = _load_state(ST, _state_off(bh, D, DV), cd, cv, D, DV)
     for t in range(0, nblk):
         rows = row_lo + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        qh, _r = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
+        qh, _r, _sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
         num = vs[None, :] + tl.dot(qh, s_mat, input_precision=PREC)
         if EQ4:
             den = n_f + tl.sum(qh * z[None, :], axis=1)
-            o = num / tl.maximum(den, eps)[:, None]
+            # a mean weight den/N ≤ eps is a vanishing row: o = num/∞ = 0 (linrepro.attention's spec)
+            o = num / tl.where(den <= eps * n_f, float("inf"), den)[:, None]
         else:
             o = num * scale
         _store_rows(O, obase, rows, row_hi, son, cv, DV, o)
@@ -120,7 +121,7 @@ def _nc_dq_kernel(
         z = _load_z(ST, soff, cd, D, DV)
     for t in range(0, nblk):
         rows = row_lo + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        qh, r = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
+        qh, r, sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
         # u_i = S g_i and g_i·vsum, contracted over all Dv tiles
         if NVT == 1:
             g = _load_rows(G, gbase, rows, row_hi, sgn, cv0, DV)
@@ -137,15 +138,16 @@ def _nc_dq_kernel(
                 gvs += tl.sum(g * vs_t[None, :], axis=1)
         if EQ4:
             d = n_f + tl.sum(qh * z[None, :], axis=1)
-            c = 1.0 / tl.maximum(d, eps)
+            vanish = d <= eps * n_f  # o = 0 there, and so is its gradient
+            c = 1.0 / tl.where(vanish, float("inf"), d)
             gnum = gvs + tl.sum(qh * u, axis=1)
-            dd = tl.where(d >= eps, -gnum * c * c, 0.0)
+            dd = tl.where(vanish, 0.0, -gnum * c * c)
             dqh = u * c[:, None] + dd[:, None] * z[None, :]
             _store_vec(CROW, bh * N, rows, row_hi, c)
             _store_vec(DDROW, bh * N, rows, row_hi, dd)
         else:
             dqh = u * scale
-        dq = _l2n_bwd(qh, r, dqh, eps)
+        dq = _l2n_bwd(qh, r, sq, dqh, eps)
         _store_rows(DQ, dbase, rows, row_hi, sdn, cd, D, dq)
 
 
@@ -194,7 +196,7 @@ def _nc_dkv_kernel(
         dz = _load_z(DST, soff, cd, D, DV)
     for t in range(0, nblk):
         rows = row_lo + t * BLOCK_N + tl.arange(0, BLOCK_N)
-        kh, r = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
+        kh, r, sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         if NVT == 1:
             v = _load_rows(V, vbase, rows, row_hi, svn, cv0, DV)
             dv = dvs[None, :] + tl.dot(kh, ds_mat, input_precision=PREC)
@@ -211,7 +213,7 @@ def _nc_dkv_kernel(
                 dkh += tl.dot(v, tl.trans(ds_t), input_precision=PREC)
         if EQ4:
             dkh += dz[None, :]
-        dk = _l2n_bwd(kh, r, dkh, eps)
+        dk = _l2n_bwd(kh, r, sk, dkh, eps)
         _store_rows(DK, dkbase, rows, row_hi, sdkn, cd, D, dk)
 
 

@@ -34,11 +34,11 @@ is kept in the repository as ``tests/fixtures/seed_report.txt``):
 Reconstructed (linrepro's choices, each exposed as a parameter or stated as a convention):
 
 * The exact formulas below, including the normalisation q̂ = q / max(‖q‖, eps) per token (the
-  F.normalize convention, with a small eps).
+  F.normalize convention, with a small eps), evaluated without overflow or underflow.
 * Eq. 7's score scale s. The paper's exact scaling is unknown. linrepro's default is s = ½, which
   keeps every score s(1 + q̂·k̂) in [0, 1] as the paper says; the per-length scale ``"1/N"``
   (s = 1/N, and 1/i in causal row i) is the other candidate, and makes the output a mean.
-* The causal form of the text tower, and eq4's clamp of the denominator at eps.
+* The causal form of the text tower, and eq4's rule for a vanishing denominator.
 * The first author's public code (``armingerami/Fastmax``) is not the paper's code and differs
   from this spec: its open_clip variant drops the q/k/v and output projections, splits heads by a
   plain reshape, scales q and k by the largest per-token norm rather than normalising each token,
@@ -55,7 +55,28 @@ of tokens. q̂ = q / max(‖q‖, eps), k̂ likewise (:func:`l2_normalise`).
                    = (Σ_j v_j + Sᵀq̂_i) / (N + q̂_i·Σ_j k̂_j)                    O(N·D·Dv)
 * ``eq7``:     o_i = s Σ_j (1+q̂_i·k̂_j) v_j = s (Σ_j v_j + Sᵀq̂_i)           O(N·D·Dv)
 
-with S = Σ_j k̂_j v_jᵀ (a D×Dv state). eq4's denominator is clamped below at ``eps``.
+with S = Σ_j k̂_j v_jᵀ (a D×Dv state).
+
+* **eps** (``eps``, default 10⁻⁶) is a positive finite number; anything else is refused with an
+  error that names it. It guards the norms, and sets eq4's vanishing-row threshold (below).
+* **Normalisation without overflow**: ‖q‖ is computed on q·2⁻ᵉ, with 2ᵉ a power of two next to
+  max|q| (:func:`pow2_scale`); the scaling is exact, so the result is q / max(‖q‖, eps) for every
+  finite q: no fp32 q around 1e20 whose ‖q‖² overflows, or 1e-25 whose ‖q‖² underflows, is silently
+  treated as another vector. Every backend does this, the Triton kernels included, and the
+  gradients follow the same formula.
+* **eq4 at a vanishing denominator**: the denominator d_i = Σ_j (1+q̂_i·k̂_j) is a sum of weights in
+  [0, 2]. It vanishes only when every key row i sees is anti-parallel to q̂_i; then the numerator
+  vanishes too and the weights are 0/0. The factorised forms compute d_i as count_i + q̂_i·z, whose
+  round-off is of the order of count_i times the unit round-off (about 3·10⁻⁷·count_i in fp32), so
+  below that no backend can tell d_i from 0, and num_i/d_i would be round-off divided by round-off
+  (clamping d_i at eps, as linrepro did before, returned round-off/eps: about 1e-10 in float64 and
+  0.1 to 10 in fp32). The rule, the same in every backend: **when the row's mean weight
+  d_i / count_i is at most eps, o_i = 0, and so is its gradient** (count_i = N, or i causal);
+  otherwise o_i = num_i / d_i. In float64 the rule is exact; in fp32 a mean weight between eps and
+  about 10⁻⁵ is resolved only to a few digits (the problem is ill-conditioned there).
+* **Causality is structural** in every backend: row i is computed from tokens j ≤ i only, never
+  from a later token multiplied by a zero mask (0·NaN is NaN). Changing, or writing NaN or Inf into,
+  a later token leaves every earlier row bit-identical, in fp32, fp16 and bf16.
 
 * **Score scale** s (``score_scale``): a positive number, default ½, or ``"1/N"`` (``PER_LENGTH``):
   s = 1/N non-causal, s = 1/i for causal row i. eq4 ignores it.
@@ -79,6 +100,7 @@ chunked CPU path (``linrepro.attention.torch_path``) and ``"triton"`` the Triton
 from __future__ import annotations
 
 import math
+import numbers
 import os
 
 import torch
@@ -119,6 +141,16 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 
 
+def check_eps(eps) -> float:
+    """``eps`` must be a positive finite real number (not a bool or a string); returns it as a float.
+
+    With eps = 0 a zero vector would be normalised to 0/0, and eq4's vanishing-row test (see this module's
+    docstring) would never fire."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    return float(eps)
+
+
 def check_score_scale(score_scale) -> float | str:
     """A positive finite number, or ``"1/N"`` (the per-length scale; see this module's docstring);
     returns it normalised."""
@@ -146,9 +178,39 @@ def _row_counts(n: int, causal: bool, like: torch.Tensor) -> torch.Tensor:
     return torch.full((1, 1, n, 1), float(n), device=like.device, dtype=like.dtype)
 
 
+def pow2_scale(x: torch.Tensor) -> torch.Tensor:
+    """Per vector (last dim, kept as size 1) the power of two 2⁻ᵉ that brings max|x| into [½, 1).
+
+    Multiplying by a power of two is exact (no rounding), so x·2⁻ᵉ / ‖x·2⁻ᵉ‖ is bit-identical to
+    x / ‖x‖ wherever ‖x‖² neither overflows nor underflows, and right where it does. The exponent is
+    clamped so that 2⁻ᵉ itself is finite in x's dtype (a subnormal max|x| then lands below ½, still
+    far from underflow). A zero, NaN or infinite vector gets 1. Not differentiated (a constant)."""
+    m = x.detach().abs().amax(-1, keepdim=True)
+    _, e = torch.frexp(m)  # m = f·2ᵉ with f ∈ [½, 1)
+    _, emax = torch.frexp(torch.tensor(torch.finfo(x.dtype).max, dtype=x.dtype))
+    e = e.clamp_min(1 - int(emax))
+    return torch.pow(2.0, -e.to(torch.float64)).to(x.dtype)
+
+
 def l2_normalise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x / max(‖x‖₂, eps) along the last dim (the F.normalize convention)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    """x / max(‖x‖₂, eps) along the last dim (the F.normalize convention), for any finite x.
+
+    ‖x‖ is computed on x·2⁻ᵉ (:func:`pow2_scale`), so it neither overflows for huge x (fp32 q around
+    1e20 and above, fp16 around 3e2·√D) nor loses its digits to underflow for tiny x: the result is
+    (x·2⁻ᵉ) / ‖x·2⁻ᵉ‖ where ‖x·2⁻ᵉ‖ > eps·2⁻ᵉ (that is ‖x‖ > eps), else x / eps, the same numbers.
+    Gradients flow as through x / max(‖x‖, eps)."""
+    sc = pow2_scale(x)
+    xs = x * sc
+    nrm = torch.linalg.vector_norm(xs, dim=-1, keepdim=True)
+    big = nrm > eps * sc
+    return torch.where(big, xs / torch.where(big, nrm, torch.ones_like(nrm)), x / eps)
+
+
+def eq4_denominator(den: torch.Tensor, count, eps: float) -> torch.Tensor:
+    """eq4's denominator as divided by: ``den`` where the row's mean weight den/count is above ``eps``,
+    and +∞ where it is not, so that such a row's output num/den is 0 and so is its gradient (see
+    "eq4 at a vanishing denominator" in this module's docstring). A NaN den stays NaN."""
+    return den.masked_fill(den <= eps * count, math.inf)
 
 
 # --------------------------------------------------------------------------- softmax
@@ -181,11 +243,11 @@ def affine_scores(
     _check_variant(variant)
     qh, kh = l2_normalise(q, eps), l2_normalise(k, eps)
     w = 1.0 + torch.matmul(qh, kh.transpose(-1, -2))
-    if causal:
+    if causal:  # masked_fill, not a multiplication by the mask: 0·NaN would be NaN
         n = q.shape[-2]
-        w = w * torch.ones(n, n, dtype=w.dtype, device=w.device).tril()
+        w = w.masked_fill(torch.ones(n, n, dtype=torch.bool, device=w.device).triu(1), 0.0)
     if variant == "eq4":
-        return w / w.sum(-1, keepdim=True).clamp_min(eps)
+        return w / eq4_denominator(w.sum(-1, keepdim=True), _row_counts(q.shape[-2], causal, w), eps)
     if check_score_scale(score_scale) == PER_LENGTH:
         return w / _row_counts(q.shape[-2], causal, w)
     return score_scale * w
@@ -239,7 +301,7 @@ def linear_attention_reference(
             return score_scale * num
         zsum = kh.sum(-2, keepdim=True)  # Σ k̂
         den = n + (qh * zsum).sum(-1, keepdim=True)
-        return num / den.clamp_min(eps)
+        return num / eq4_denominator(den, n, eps)
     # causal: prefix states S_i = Σ_{j≤i} k̂_j v_jᵀ
     states = torch.cumsum(torch.einsum("bhnd,bhne->bhnde", kh, v), dim=2)
     vcum = torch.cumsum(v, dim=2)
@@ -247,9 +309,9 @@ def linear_attention_reference(
     if variant == "eq7":
         return score_scale * num
     zcum = torch.cumsum(kh, dim=2)
-    count = torch.arange(1, n + 1, device=q.device, dtype=q.dtype).view(1, 1, n, 1)
+    count = _row_counts(n, True, q)
     den = count + (qh * zcum).sum(-1, keepdim=True)
-    return num / den.clamp_min(eps)
+    return num / eq4_denominator(den, count, eps)
 
 
 # --------------------------------------------------------------------------- dispatcher
@@ -293,7 +355,7 @@ def linear_attention(
         score_scale: s in Eq. 7 (default ½ keeps every score in [0, 1]), or ``"1/N"``: s = 1/N
             (non-causal) and 1/i for causal row i, so the output is a mean rather than a sum and
             its norm no longer grows with N; ignored by eq4.
-        eps: guard of the L2 norms (and of eq4's denominator).
+        eps: guard of the L2 norms (and eq4's vanishing-row threshold); a positive finite number.
         backend: ``"auto"`` (Triton on CUDA, torch on CPU), ``"triton"``, ``"torch"`` or ``"reference"``.
     """
     _check_inputs(q, k, v, max_dim=MAX_HEAD_DIM)
@@ -302,20 +364,23 @@ def linear_attention(
         raise TypeError(f"causal must be a bool, got {causal!r}")
     chosen = resolve_backend(backend, q.device, q.dtype)
     scale = check_score_scale(score_scale)
+    eps = check_eps(eps)
+    if q.shape[-2] == 0 and chosen != "triton":  # empty sequence (the Triton entry point has its own check)
+        return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum() + v.sum())  # keeps the graph connected
     if variant == "eq7" and scale == PER_LENGTH:
         if not causal:  # one constant per call: the kernels take it as s
             return linear_attention(
-                q, k, v, variant=variant, causal=False, score_scale=1.0 / q.shape[-2], eps=eps, backend=backend
+                q, k, v, variant=variant, causal=False, score_scale=1.0 / max(q.shape[-2], 1), eps=eps, backend=backend
             )
         o = linear_attention(q, k, v, variant=variant, causal=True, score_scale=1.0, eps=eps, backend=backend)
         return o / _row_counts(q.shape[-2], True, o)
     s = 1.0 if scale == PER_LENGTH else float(scale)
     if chosen == "reference":
-        return linear_attention_reference(q, k, v, variant=variant, causal=causal, score_scale=s, eps=float(eps))
+        return linear_attention_reference(q, k, v, variant=variant, causal=causal, score_scale=s, eps=eps)
     if chosen == "torch":
         from linrepro.attention.torch_path import linear_attention_torch
 
-        return linear_attention_torch(q, k, v, variant=variant, causal=causal, score_scale=s, eps=float(eps))
+        return linear_attention_torch(q, k, v, variant=variant, causal=causal, score_scale=s, eps=eps)
     from linrepro.kernels import linear_attention_triton
 
-    return linear_attention_triton(q, k, v, variant=variant, causal=causal, score_scale=s, eps=float(eps))
+    return linear_attention_triton(q, k, v, variant=variant, causal=causal, score_scale=s, eps=eps)

@@ -43,8 +43,12 @@ def _naive_loops(q, k, v, variant, causal, s, eps=1e-6):
                     w = 1.0 + float(qi @ kj)
                     num += w * v[bi, hi, j]
                     den += w
-                scale = 1.0 / (i + 1 if causal else n) if s == "1/N" else s
-                out[bi, hi, i] = num / max(den, eps) if variant == "eq4" else scale * num
+                count = i + 1 if causal else n
+                scale = 1.0 / count if s == "1/N" else s
+                if variant == "eq7":
+                    out[bi, hi, i] = scale * num
+                elif den > eps * count:  # else a vanishing row: 0
+                    out[bi, hi, i] = num / den
     return out
 
 
@@ -130,6 +134,24 @@ def test_gradients_match_quadratic_and_finite_differences(backend, variant, caus
     ref = torch.autograd.grad(quadratic_reference(q, k, v, variant=variant, causal=causal), (q, k, v), g)
     for a, r in zip(grads, ref):
         assert rel(a, r) <= 1e-10
+
+
+def test_l2_normalise_exact_scaling():
+    """The power-of-two scaling changes no bit of x / max(‖x‖, eps) for ordinary vectors, and gives the
+    float64 answer where ‖x‖² overflows (fp32 1e30, fp16 300 in 64 dims) or underflows (fp32 1e-30)."""
+    from linrepro.attention import l2_normalise
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 64, generator=g, dtype=F64) * 10 ** (torch.rand(200, 1, generator=g, dtype=F64) * 6 - 3)
+    x[0] = 0.0
+    x[1] *= 1e-9  # shorter than eps
+    for dtype in (torch.float32, F64):
+        xd = x.to(dtype)
+        assert torch.equal(l2_normalise(xd), xd / xd.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+    for scale, dtype, eps in ((1e30, torch.float32, 1e-6), (1e-30, torch.float32, 1e-40), (300.0, torch.float16, 1e-6)):
+        xd = (x[2:] * scale / x[2:].abs().amax(-1, keepdim=True)).to(dtype)
+        want = xd.double() / xd.double().norm(dim=-1, keepdim=True)
+        assert (l2_normalise(xd, eps).double() - want).abs().max() < (1e-6 if dtype == torch.float32 else 1e-3)
 
 
 def test_torch_path_chunk_boundaries():

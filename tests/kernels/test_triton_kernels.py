@@ -306,3 +306,93 @@ else:
     @pytest.mark.skip(reason="hypothesis is not installed")
     def test_fuzz_shapes():
         pass
+
+
+# ------------------------------------------------------------------ issue 13: eps, padding, huge inputs, causality
+def test_eps_is_validated_by_the_kernels_entry_point():
+    q, k, v, _ = _inputs(1, 1, 20, 16, 16, torch.float32, seed=12)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"eps must be a positive finite number.*" + repr(bad)):
+            linear_attention_triton(q, k, v, eps=bad)
+
+
+PADDING_CASES = [("eq7", False, False), ("eq7", True, False), ("eq4", False, False), ("eq4", True, False)]
+PADDING_CASES += [("eq4", False, True), ("eq4", True, True)]  # Dv-tiled
+
+
+@pytest.mark.parametrize(
+    "variant,causal,tiled",
+    PADDING_CASES,
+    ids=[f"{v}-{'causal' if c else 'full'}{'-tiled' if t else ''}" for v, c, t in PADDING_CASES],
+)
+def test_padding_rows_never_reach_valid_rows_even_with_eps_zero(variant, causal, tiled, monkeypatch):
+    """N = 20 leaves 12 padding rows in the last 16-row block. Called below the eps check with eps = 0,
+    a padding row is 0 / max(0, 0) if it is normalised at all: it must not reach any valid row, so the
+    result is bit-identical to eps = 1e-6 (no valid row is shorter than 1e-6)."""
+    mod = sys.modules[linear_attention_triton.__module__]
+    if tiled:
+        monkeypatch.setattr(mod, "_MAX_TILE_AREA", 512)
+    q, k, v, g = _inputs(1, 2, 20, 16, 40, torch.float32, seed=14)
+    assert (mod._Cfg(q, v, causal).NVT > 1) == tiled
+    expected = _run(q, k, v, g, variant=variant, causal=causal, eps=1e-6)
+    qt, kt, vt = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    o = mod._AffineLinearAttention.apply(qt, kt, vt, variant, causal, 0.5, 0.0)
+    got = (o.detach(), *torch.autograd.grad(o, (qt, kt, vt), g))
+    for name, a, b in zip(("o", "dq", "dk", "dv"), expected, got):
+        assert torch.isfinite(b).all(), f"{name} is not finite with eps = 0"
+        assert torch.equal(a, b), f"{name} differs between eps = 0 and eps = 1e-6"
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_huge_queries_and_keys_dv_tiled(variant, causal, monkeypatch):
+    """‖q‖² and ‖k‖² overflow fp32: every kernel (Dv-tiled ones included) normalises safely, in the
+    forward and in the backward."""
+    mod = sys.modules[linear_attention_triton.__module__]
+    monkeypatch.setattr(mod, "_MAX_TILE_AREA", 512)
+    q, k, v, g = _inputs(1, 2, 37, 48, 40, torch.float32, seed=15)
+    assert mod._Cfg(q, v, causal).NVT == 3
+    _check(q * 1e25, k * 3e30, v, g, variant=variant, causal=causal)
+
+
+@pytest.mark.parametrize("variant", ["eq7", "eq4"])
+def test_causal_nan_in_a_later_value_stays_out_dv_tiled(variant, monkeypatch):
+    """A NaN or Inf in v of a later token of the same 16-row chunk (Dv-tiled causal forward) never reaches
+    an earlier row: earlier rows are bit-identical; from the token on, its column is not finite."""
+    mod = sys.modules[linear_attention_triton.__module__]
+    monkeypatch.setattr(mod, "_MAX_TILE_AREA", 512)
+    q, k, v, _ = _inputs(1, 2, 70, 48, 40, torch.float32, seed=16)
+    assert mod._Cfg(q, v, True).NVT == 3
+    base = linear_attention_triton(q, k, v, variant=variant, causal=True)
+    v2 = v.clone()
+    changes = ((0, 45, 2, float("inf")), (1, 37, 33, float("nan")), (1, 69, 20, float("-inf")))
+    for head, t, col, bad in changes:
+        v2[0, head, t, col] = bad
+    o = linear_attention_triton(q, k, v2, variant=variant, causal=True)
+    for head, t, col, _bad in changes[:2]:
+        assert torch.equal(o[0, head, :t], base[0, head, :t])
+        assert not torch.isfinite(o[0, head, t:, col]).any()
+
+
+@pytest.mark.parametrize(
+    "variant,tiled", [("eq7", False), ("eq4", False), ("eq4", True)], ids=["eq7", "eq4", "eq4-tiled"]
+)
+def test_causal_nan_in_a_later_key_stays_out_of_earlier_dq(variant, tiled, monkeypatch):
+    """dq_i depends on keys j ≤ i only: a NaN or Inf in a later k (same 16-row chunk) leaves the output
+    and dq of every earlier row bit-identical and finite."""
+    mod = sys.modules[linear_attention_triton.__module__]
+    if tiled:
+        monkeypatch.setattr(mod, "_MAX_TILE_AREA", 512)
+    q, k, v, g = _inputs(1, 2, 40, 48, 40, torch.float32, seed=18)
+    assert (mod._Cfg(q, v, True).NVT > 1) == tiled
+    base = _run(q, k, v, g, variant=variant, causal=True)
+    k2 = k.clone()
+    changes = ((0, 30, float("inf")), (1, 21, float("nan")))
+    for head, t, bad in changes:
+        k2[0, head, t, 5] = bad
+    o, dq, _dk, _dv = _run(q, k2, v, g, variant=variant, causal=True)
+    for head, t, _bad in changes:
+        for name, a, b in (("o", base[0], o), ("dq", base[1], dq)):
+            assert torch.equal(a[0, head, :t], b[0, head, :t]), f"{name} of a row before token {t} changed"
+            assert torch.isfinite(b[0, head, :t]).all()
+        assert not torch.isfinite(o[0, head, t:]).all(-1).any()
