@@ -17,4 +17,4 @@ except _NotFound:  # pragma: no cover - a copied, uninstalled tree (e.g. on a ba
 # ``<root>/kernels/`` by the ordinary path finder, lazily (triton is imported only on use).
 _here = _Path(__file__).resolve().parent
 if not (_here / "kernels").is_dir() and (_here.parent / "kernels" / "__init__.py").is_file():
-    __path__.append(str(_here.parent))  # noqa: F821 - __path__ is defined for packages
+    __path__.append(str(_here.parent))

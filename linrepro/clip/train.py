@@ -83,7 +83,7 @@ def load_checkpoint(path: str | Path, run: str | Path | None = None, **kwargs) -
     kwargs.setdefault("weights_only", False)
     try:
         ck = torch.load(p, **kwargs)
-    except Exception as e:  # noqa: BLE001 - EOFError, zip RuntimeError, UnpicklingError: all unreadable
+    except Exception as e:
         raise CheckpointError(
             f"{where} cannot be read: it is truncated or corrupt ({type(e).__name__}: {e}). "
             f"Delete it and train that model again (or resume from an earlier checkpoint)"

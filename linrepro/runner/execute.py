@@ -29,7 +29,7 @@ import yaml
 
 from linrepro.runner import params as _params
 from linrepro.runner import record as _record
-from linrepro.runner.record import RunInterrupted  # noqa: F401 - the CLI catches it from here
+from linrepro.runner.record import RunInterrupted
 from linrepro.study.runs import process_record
 from linrepro.utils import project, provenance
 from linrepro.utils.io import atomic_write_text, write_json
@@ -81,7 +81,7 @@ def _strip_plotlyjs(executed: Path, log=print) -> None:
         from linrepro.runner.report import strip_plotlyjs_file
 
         strip_plotlyjs_file(executed)
-    except Exception as e:  # noqa: BLE001 - a larger notebook is no reason to fail a run
+    except Exception as e:
         log(f"[linrepro] could not strip plotly.js from {executed.name}: {type(e).__name__}: {e}")
 
 
@@ -192,7 +192,7 @@ def execute(
                         request_save_on_cell_execute=True,
                         kernel_manager_class=_record.kernel_manager_class(path / "kernel.log", stop),
                     )
-            except BaseException as e:  # noqa: BLE001 - record every failure, an interruption too
+            except BaseException as e:
                 tb = traceback.format_exc()
                 status, error, interrupted = _what_stopped(e, path, stop.signum)
                 meta.update(status=status, error=error, finished=provenance.now_utc())
@@ -207,7 +207,7 @@ def execute(
                     from linrepro.runner.report import notebook_to_html
 
                     notebook_to_html(executed, path / "report.html", title=f"{stem} · {profile}")
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     if status == "ok":
                         status, error = "failed", f"report: {type(e).__name__}: {e}"
             if status == "ok" and not (path / "results.json").exists():

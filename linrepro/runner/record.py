@@ -90,7 +90,7 @@ def kernel_manager_class(log_path: Path, stop: Stop):
 
         async def start_kernel(self, **kw):  # type: ignore[override]
             if "stderr" not in kw:
-                self._log_file = open(log_path, "ab")  # noqa: SIM115 - closed at shutdown
+                self._log_file = open(log_path, "ab")
                 kw["stderr"] = self._log_file
             return await super().start_kernel(**kw)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from linrepro.utils.mathml import latex_to_mathml  # noqa: F401 - used by notebook_to_html
+from linrepro.utils.mathml import latex_to_mathml
 
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']?(?:https?:)?//[^>]*>\s*</script>", re.I)
 _REMOTE_LINK = re.compile(r"<link[^>]*\bhref=[\"']?(?:https?:)?//[^>]*>", re.I)

@@ -345,7 +345,7 @@ def sweep(
                 if inputs is None:
                     try:
                         inputs = make_inputs(n, cfg, device)
-                    except Exception as e:  # noqa: BLE001 - run_case records it per case
+                    except Exception as e:
                         inputs = e
                 if isinstance(inputs, Exception):
                     c = Case(

@@ -579,7 +579,7 @@ def evaluate(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
             v = c.check(ev)
         except UnreadableEvidence as e:
             v = _unreadable(e, ev)
-        except Exception as e:  # noqa: BLE001 - a broken check must show, not hide the ledger
+        except Exception as e:
             v = _out("inconclusive", f"the check failed: {type(e).__name__}: {e}", reason="check error")
         rows.append(
             {
@@ -659,7 +659,7 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                 add(*got)
         except UnreadableEvidence as e:  # one bad run: say so, and go on with the rest
             rows.append({"topic": topic, "text": f"unreadable evidence: {e.error}", "link": None})
-        except Exception as e:  # noqa: BLE001 - a results.json of an older layout, say
+        except Exception as e:
             rows.append({"topic": topic, "text": f"could not be summarised: {type(e).__name__}: {e}", "link": None})
     return rows
 
