@@ -74,8 +74,8 @@ def _row(meta: dict, site_dir: Path) -> str:
 
 
 def latest_ledger(runs: list[dict]) -> dict | None:
-    """The newest finished ``07_claims_ledger`` run (any profile), with its results; with ``error``
-    instead if its results.json cannot be read."""
+    """The newest finished ``07_claims_ledger`` run (any profile), with its results; with
+    ``results_error`` instead if its results.json cannot be read (``error`` is run.json's own field)."""
     done = [
         m
         for m in runs
@@ -92,7 +92,7 @@ def latest_ledger(runs: list[dict]) -> dict | None:
             ),
         }
     except (OSError, ValueError) as e:
-        return {**meta, "error": str(e)}
+        return {**meta, "results_error": str(e)}
 
 
 def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
@@ -105,8 +105,8 @@ def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
         )
     report = os.path.relpath(ledger["dir"] / "report.html", site_dir)
     try:
-        if "error" in ledger:
-            raise ValueError(ledger["error"])
+        if ledger.get("results_error"):
+            raise ValueError(ledger["results_error"])
         res = ledger["results"]
         c, n_claims = res["summary"]["counts"], res["summary"]["n"]
         claims = ledger_html(res["claims"], root, site_dir)

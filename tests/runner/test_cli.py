@@ -225,6 +225,13 @@ def _wait_gone(needle: str, timeout: float = 30) -> list[int]:
     return left
 
 
+def _default_signals():
+    """In the child: SIGINT and SIGHUP as a terminal session has them. A shell that runs the tests
+    in the background (``make test &``) starts them ignored, and an ignored signal stays ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _start_sleeper(root, *args):
     return subprocess.Popen(
         [sys.executable, "-m", "linrepro", "run", "02_sleep", "--profile", "smoke", "--no-progress", *args],
@@ -233,6 +240,7 @@ def _start_sleeper(root, *args):
         text=True,
         env=dict(os.environ, **env_for(root)),
         cwd=root,
+        preexec_fn=_default_signals,
     )
 
 
@@ -299,11 +307,12 @@ def test_a_killed_run_is_shown_interrupted_by_the_site_and_find_run(tiny, monkey
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
 def test_timeout_on_a_smoke_training_leaves_an_interrupted_run(tmp_path):
-    """The acceptance command: `timeout 15 linrepro run 03_clip_training --profile smoke --out T`."""
+    """The acceptance command: `timeout 15 linrepro run 03_clip_training --profile smoke --out T`, with
+    more epochs than 15 s can train (on a quiet machine the smoke profile itself can finish in time)."""
     e = dict(os.environ)
     r = subprocess.run(
         ["timeout", "15", sys.executable, "-m", "linrepro", "run", "03_clip_training", "--profile", "smoke"]
-        + ["--out", str(tmp_path), "--no-progress"],
+        + ["-p", "epochs=40", "--out", str(tmp_path), "--no-progress"],
         capture_output=True,
         text=True,
         env=e,

@@ -41,6 +41,7 @@ def _run(root, profile, nb, results, status="ok", run_id="20260101-000000-aaaaaa
                 "run_id": run_id,
                 "status": status,
                 "started": "2026-01-01T00:00:00+00:00",
+                "error": None if status == "ok" else "boom",  # as linrepro.runner.execute writes it
             }
         )
     )
