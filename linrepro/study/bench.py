@@ -204,24 +204,18 @@ def _is_oom(e: BaseException) -> bool:
     return type(e).__name__ == "OutOfResources" or "out of memory" in str(e).lower()
 
 
+def new_case(impl, method, backend, variant, mode, n, cfg, device, **fields) -> Case:
+    """A Case of this config's shape and dtype on ``device``; ``fields`` sets the rest."""
+    shape = (cfg["batch"], cfg["heads"], cfg["head_dim"], cfg["dtype"])
+    return Case(impl, method, backend, variant, mode, n, *shape, str(device), **fields)
+
+
 def run_case(impl, method, backend, variant, mode, n, cfg, device, inputs=None) -> Case:
     """One (implementation, mode, N). Never raises for a case: an out-of-memory or a backend that
     refuses the shape is ``skipped``, anything else ``failed``, each with its reason."""
     device = torch.device(device)
-    c = Case(
-        impl,
-        method,
-        backend,
-        variant,
-        mode,
-        n,
-        cfg["batch"],
-        cfg["heads"],
-        cfg["head_dim"],
-        cfg["dtype"],
-        str(device),
-        warmup=cfg["warmup"],
-        io_bytes=_io_bytes(n, cfg, mode),
+    c = new_case(
+        impl, method, backend, variant, mode, n, cfg, device, warmup=cfg["warmup"], io_bytes=_io_bytes(n, cfg, mode)
     )
     numel = cfg["batch"] * cfg["heads"] * n * cfg["head_dim"]
     if method == "softmax" and backend in ("flash", "efficient") and device.type == "cuda" and numel >= INT32_LIMIT:
@@ -326,21 +320,7 @@ def sweep(
             if stop[key] is None:
                 stop[key] = _predicted_too_slow(prev[key], n, cfg)
             if stop[key]:
-                c = Case(
-                    impl,
-                    method,
-                    backend,
-                    variant,
-                    mode,
-                    n,
-                    cfg["batch"],
-                    cfg["heads"],
-                    cfg["head_dim"],
-                    cfg["dtype"],
-                    str(device),
-                    status="skipped",
-                    reason=stop[key],
-                )
+                c = new_case(impl, method, backend, variant, mode, n, cfg, device, status="skipped", reason=stop[key])
             else:
                 if inputs is None:
                     try:
@@ -348,21 +328,9 @@ def sweep(
                     except Exception as e:
                         inputs = e
                 if isinstance(inputs, Exception):
-                    c = Case(
-                        impl,
-                        method,
-                        backend,
-                        variant,
-                        mode,
-                        n,
-                        cfg["batch"],
-                        cfg["heads"],
-                        cfg["head_dim"],
-                        cfg["dtype"],
-                        str(device),
-                        status="skipped" if _is_oom(inputs) else "failed",
-                        reason=f"inputs: {type(inputs).__name__}: {_first_line(inputs)}",
-                    )
+                    why = f"inputs: {type(inputs).__name__}: {_first_line(inputs)}"
+                    status = "skipped" if _is_oom(inputs) else "failed"
+                    c = new_case(impl, method, backend, variant, mode, n, cfg, device, status=status, reason=why)
                 else:
                     c = run_case(impl, method, backend, variant, mode, n, cfg, device, inputs)
                 if c.status == "skipped" and c.reason and "out of memory" in c.reason:
