@@ -17,33 +17,31 @@ from linrepro.study import bench, timing
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _bench(*args, timeout=300) -> subprocess.CompletedProcess:
+    """The real bench CLI, ``python -m linrepro.runner.bench ARGS``, from the repository root."""
+    cmd = [sys.executable, "-m", "linrepro.runner.bench", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
 def test_cli_tiny_sweep(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "linrepro.runner.bench",
-            "--profile",
-            "smoke",
-            "--out",
-            str(tmp_path),
-            "--la-log2",
-            "6",
-            "8",
-            "--softmax-log2",
-            "6",
-            "7",
-            "--runs",
-            "2",
-            "--warmup",
-            "1",
-            "--impls",
-            "la-torch-eq7",
-            "sdpa-math",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    r = _bench(
+        "--profile",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--la-log2",
+        "6",
+        "8",
+        "--softmax-log2",
+        "6",
+        "7",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--impls",
+        "la-torch-eq7",
+        "sdpa-math",
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -60,23 +58,7 @@ def test_cli_tiny_sweep(tmp_path):
 
 
 def test_cli_rejects_unknown_implementation(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "linrepro.runner.bench",
-            "--profile",
-            "smoke",
-            "--out",
-            str(tmp_path),
-            "--impls",
-            "la-cuda-eq9",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    r = _bench("--profile", "smoke", "--out", str(tmp_path), "--impls", "la-cuda-eq9", timeout=120)
     assert r.returncode == 2 and "la-cuda-eq9" in r.stderr
 
 
@@ -174,35 +156,27 @@ def test_cli_and_notebook_resolve_one_config(profile):
 
 
 def test_cli_records_the_profile_config_and_fits_from_its_range(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "linrepro.runner.bench",
-            "--profile",
-            "smoke",
-            "--out",
-            str(tmp_path),
-            "--la-log2",
-            "6",
-            "8",
-            "--softmax-log2",
-            "6",
-            "6",
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-            "--modes",
-            "fwd",
-            "--impls",
-            "la-torch-eq7",
-            "sdpa-math",
-            "--record",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    r = _bench(
+        "--profile",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--la-log2",
+        "6",
+        "8",
+        "--softmax-log2",
+        "6",
+        "6",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--modes",
+        "fwd",
+        "--impls",
+        "la-torch-eq7",
+        "sdpa-math",
+        "--record",
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -219,13 +193,7 @@ def test_cli_records_the_profile_config_and_fits_from_its_range(tmp_path):
 
 
 def test_unknown_profile_exits_2_naming_it(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "linrepro.runner.bench", "--profile", "h300", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    r = _bench("--profile", "h300", "--out", str(tmp_path), timeout=120)
     assert r.returncode == 2 and "h300" in r.stderr
 
 
