@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -15,11 +15,19 @@
 # # 07 · The claims ledger
 #
 # The seed report lists 17 claims from arXiv:2604.10064 with a "verified" mark and a confidence.
-# Here each one is checked against what this package measured in the notebooks before this one
-# (`linrepro.study.claims` holds the checks and their tolerances). A verdict is one of
-# **supported**, **contradicted**, **inconclusive** or **not testable here** (with the reason).
-# Claims about the paper's setup cannot be verified without its code; their evidence says what
-# linrepro's `paper` and `h200` profiles configure instead.
+# Here each one is checked against what this package measured in the notebooks before this one.
+#
+# **The rule, declared before any run** (`linrepro.study.rules`): every numeric claim has a band
+# fixed in code (for example a softmax time slope of 2 ± 0.25). A claim is **supported** when the
+# 95% interval of its measurement lies inside the band, **contradicted** when the interval lies
+# wholly outside, and **inconclusive** otherwise (the interval's width is stated). **Not testable
+# here** says what is missing.
+#
+# **Every verdict states its basis**: `paper setup` (measured on the paper's own setup), `proxy`
+# (measured on a stand-in: this CPU for an H200, tiny CLIPs for ViT-S/B/L), `configuration`
+# (what linrepro's profiles set, which says nothing about the paper) or `by construction` (true
+# by algebra or by a chosen constant, with the condition stated). Only measurements are findings,
+# and claims that share one measurement count once.
 
 # %% tags=["parameters"]
 evidence_profiles = []  # profiles whose runs are read, in order of preference (empty: this run's profile)
@@ -42,14 +50,14 @@ here = run_dir("07_claims_ledger")
 # ## Summary
 
 # %%
-c = s["counts"]
+display(Markdown(f"**{s['headline']}**"))
+m = s["measurements"]
 display(
     Markdown(
-        f"Of {s['n']} claims: **{c['supported']} supported**, **{c['contradicted']} contradicted**, "
-        f"**{c['inconclusive']} inconclusive**, **{c['not testable here']} not testable here** "
-        f"(evidence from profile(s) {', '.join(profiles)}). The seed marked {s['seed_verified']} as verified; "
-        f"{s['seed_verified_and_supported']} of those are supported here, and {s['seed_unverified_but_supported']} "
-        f"claims the seed left unverified are supported by a measurement here."
+        f"Measurements behind the claims: {m['n']} distinct ("
+        + ", ".join(f"{n} {v}" for v, n in m["counts"].items() if n)
+        + f"), from profile(s) {', '.join(profiles)}. The seed marked {s['seed_verified']} claims as verified; "
+        f"{s['seed_verified_and_supported']} of those are supported here (any basis)."
     )
 )
 unreadable = [r for r in rows if r.get("reason") == "unreadable evidence"]
@@ -63,9 +71,19 @@ if unreadable:  # a truncated or corrupt results.json: those claims say so, the 
             + ". Re-run those notebooks, or remove the broken run folders."
         )
     )
-counts = pd.DataFrame([{"verdict": v, "claims": n} for v, n in c.items()])
+grid = pd.DataFrame(
+    [{"basis": b, "verdict": v, "claims": n} for b, row in s["by_basis"].items() for v, n in row.items() if n]
+)
 px.bar(
-    counts, x="verdict", y="claims", color="verdict", text="claims", color_discrete_map=claims.COLOURS, title="Verdicts"
+    grid,
+    x="basis",
+    y="claims",
+    color="verdict",
+    text="claims",
+    color_discrete_map=claims.COLOURS,
+    category_orders={"basis": list(s["by_basis"]), "verdict": list(claims.VERDICTS)},
+    labels={"basis": "basis of the verdict", "claims": "number of claims"},
+    title="Verdict × basis of the 17 claims",
 ).show()
 
 # %% [markdown]
@@ -104,11 +122,14 @@ path = save_results(
                     "reason",
                     "link",
                     "source_run",
+                    "basis",
+                    "rule",
+                    "group",
                 )
             }
             for r in rows
         ],
+        "takeaway": s["headline"],
     },
     "07_claims_ledger",
 )
-print("saved", path)

@@ -3,7 +3,7 @@
 # root of an UNINSTALLED copy of the tree, on the bare image (torch, triton, numpy, scipy, pandas,
 # pyyaml, tqdm, pytest, pytest-xdist, pytest-timeout, hypothesis; no open_clip, papermill, plotly).
 #
-#   bash scripts/device-check.sh             # on the GPU: about 4 minutes, each step under its own timeout
+#   bash scripts/device-check.sh             # on the GPU: about 8 minutes, each step under its own timeout
 #   bash scripts/device-check.sh --dry-run   # on CPU under TRITON_INTERPRET=1, tiny shapes, < 1 minute (CI)
 #
 # Steps (real run; the budget of each is its `timeout`):
@@ -11,7 +11,9 @@
 #   2. tests   150 s   Triton kernels vs float64 in fp32/fp16/bf16 on CUDA, pytest -n 8, 120 s per test,
 #                      LINREPRO_NAN_POISON=1 (outputs and scratch start as NaN: unwritten rows show)
 #   3. spot     60 s   the paper's shape N=2^22, B=4, H=8, D=64, bf16: last head vs float64 on the GPU
-#   4. bench   150 s   shortened h200 sweep (forward; LA 2^10..2^22, softmax 2^10..2^20; 50 runs, 2 s a point)
+#   4. bench   360 s   shortened h200 sweep (forward; Triton LA eq4/eq7 and SDPA flash, N = 2^10..2^22; softmax past
+#                      2^20 timed on one (batch, head) slice x B*H, with the slice check at 2^19; 20 runs, 30 s a point).
+#                      Plan it without a GPU: python -m linrepro.runner.bench --profile h200 --plan <same flags>
 # Writes to $OUT (or outputs/device-check/<stamp>/): device-check.log, spotcheck.json, and
 # <run-id>/ = a finished 02_attention_timing run (bench.json, bench.csv, results.json, run.json,
 # params.yaml, provenance.json). Commit it as outputs/reference/h200/02_attention_timing/<run-id>/.
@@ -43,10 +45,11 @@ if [ $DRY = 1 ]; then
            --impls la-triton-eq7 la-torch-eq7 sdpa-math)
 else
     export TRITON_INTERPRET=0
-    T_ENV=30 T_TESTS=150 T_SPOT=60 T_BENCH=150
+    T_ENV=30 T_TESTS=150 T_SPOT=60 T_BENCH=360
     tests=(-p no:cacheprovider -q -n 8 --timeout 120 tests/kernels/test_triton_kernels.py tests/study/test_spotcheck.py)
     spot=()
-    bench=(--la-log2 10 22 --softmax-log2 10 20 --runs 50 --warmup 5 --budget-s 2)
+    bench=(--la-log2 10 22 --softmax-log2 10 22 --runs 20 --warmup 2 --budget-s 30
+           --impls la-triton-eq4 la-triton-eq7 sdpa-flash)
 fi
 
 step() {  # step NAME LIMIT_S COMMAND...: run under timeout, log everything, note rc and seconds

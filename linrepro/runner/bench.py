@@ -18,7 +18,17 @@ import torch
 
 from linrepro.runner import params
 from linrepro.study import timing
-from linrepro.study.bench import NOTEBOOK, Case, config_from_params, device_name, implementations, load, measure, write
+from linrepro.study.bench import (
+    CONFIG_KEYS,
+    NOTEBOOK,
+    Case,
+    config_from_params,
+    device_name,
+    implementations,
+    load,
+    measure,
+    write,
+)
 from linrepro.utils import project, provenance
 from linrepro.utils.io import atomic_write_text, write_json
 
@@ -28,21 +38,7 @@ def load_config(profile: str, overrides: dict | None = None) -> tuple[dict, dict
     then ``params/<profile>/02_attention_timing.yaml``, then ``overrides``, validated as a run
     validates them. The one source of the timing grid for the CLI and the notebook."""
     values = params.resolve(project.notebooks_dir() / f"{NOTEBOOK}.py", profile, overrides or {})
-    keys = (
-        "batch",
-        "heads",
-        "head_dim",
-        "dtype",
-        "la_log2",
-        "softmax_log2",
-        "warmup",
-        "runs",
-        "budget_s",
-        "modes",
-        "variants",
-        "fit_from_n",
-    )
-    return config_from_params(**{k: values[k] for k in keys}), values
+    return config_from_params(**{k: values[k] for k in CONFIG_KEYS}), values
 
 
 def record_run(doc: dict, source: str, run_dir: Path, profile: str, values: dict) -> Path:
@@ -72,6 +68,30 @@ def record_run(doc: dict, source: str, run_dir: Path, profile: str, values: dict
     return run_dir
 
 
+def _plan(cfg: dict, device: torch.device, names=None) -> int:
+    """``--plan``: the sweep's points and predicted times, with no GPU needed."""
+    from linrepro.study.bench import H200_COPY_BPS, H200_PEAK_FLOPS, plan, plan_text
+    from linrepro.utils.measure import copy_bandwidth, matmul_peak
+
+    if device.type == "cuda" and not torch.cuda.is_available():
+        bw, peak = H200_COPY_BPS, H200_PEAK_FLOPS.get(cfg["dtype"], 989e12)
+        source = "an H200's nominal figures (no GPU here)"
+    else:
+        bw, peak = copy_bandwidth(device), matmul_peak(device, getattr(torch, cfg["dtype"]))
+        source = f"bandwidth and peak measured now on {device.type}"
+    impls = implementations(device, cfg["variants"], interpreted=False)
+    if device.type == "cuda" and not any(i[2] == "triton" for i in impls):
+        impls = [(f"la-triton-{v}", "linear", "triton", v) for v in cfg["variants"]] + impls
+    if names:
+        bad = sorted(set(names) - {i[0] for i in impls})
+        if bad:
+            print(f"unknown implementation(s) {bad}; available: {sorted(i[0] for i in impls)}", file=sys.stderr)
+            return 2
+        impls = [i for i in impls if i[0] in names]
+    print(plan_text(plan(cfg, device, bw, peak, impls), bw, peak, source))
+    return 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -95,6 +115,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float)
     ap.add_argument("--modes", nargs="+", choices=["fwd", "fwdbwd"])
     ap.add_argument("--impls", nargs="+", help="subset of implementation names, e.g. la-torch-eq7 sdpa-flash")
+    ap.add_argument(
+        "--plan",
+        action="store_true",
+        help="print every point the sweep would run (sliced or not) with roofline-predicted times, and exit; "
+        "needs no GPU (a cuda profile is planned with an H200's nominal bandwidth and peak)",
+    )
     ap.add_argument(
         "--record",
         action="store_true",
@@ -122,6 +148,8 @@ def main(argv=None) -> int:
     device = torch.device(
         "cuda" if want == "auto" and torch.cuda.is_available() else ("cpu" if want == "auto" else want)
     )
+    if a.plan:
+        return _plan(cfg, device, a.impls)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench: device cuda was asked for but torch sees no CUDA device", file=sys.stderr)
         return 2

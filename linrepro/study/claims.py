@@ -3,23 +3,30 @@
 The seed report (kept in the repository as ``tests/fixtures/seed_report.txt``) lists 17 claims
 extracted from arXiv:2604.10064, each with a "Verified" mark and a confidence. What is known about
 the paper, and what linrepro reconstructs, is set out in the module docstring of
-:mod:`linrepro.attention`. Here every claim gets one of four verdicts from the runs on disk:
+:mod:`linrepro.attention`. Every claim gets a verdict from the runs on disk, by the rule declared
+in :mod:`linrepro.study.rules` before any run:
 
 ``supported`` / ``contradicted``
-    a measurement of this package agrees / disagrees, by the tolerance written in the check;
+    the 95% interval of a measurement lies inside / wholly outside the claim's band;
 ``inconclusive``
-    it was measured, but the numbers cannot decide (for example an interval straddling the bar);
+    anything else (an interval straddling the band, no interval, one seed on a question about
+    variation between models), with the interval's width;
 ``not testable here``
     the check needs something this machine does not have (LAION-400M, an H200 run, the paper's
-    own code), and says which. A claim about the paper's *setup* (hardware, batch sizes, library,
-    data) cannot be verified without the paper's code; for those the evidence states what
-    linrepro's ``paper``/``h200`` profiles configure, so the reproduction matches the claim.
+    own code), or its evidence file is missing; it says which, with the path.
+
+Every verdict also has a **basis**: ``paper setup``, ``proxy``, ``configuration`` or ``by
+construction`` (see :mod:`linrepro.study.rules`). Claims about the paper's setup are
+``configuration``: the evidence states what linrepro's ``paper``/``h200`` profiles configure,
+which matches the claim by construction and says nothing about the paper. Claims that share one
+measurement (1 and 6, 2 and 5) share a ``group`` and count once among the findings.
 
 Evidence comes from the latest finished run of each notebook (``results.json``), looked up
 first among recorded runs in ``outputs/reference/<profile>/`` and then in ``outputs/<profile>/``.
-Each verdict carries its numbers, the run it read and a link to the report section. A run whose
-results cannot be read (truncated, corrupt) makes the claims that need it ``inconclusive`` with
-the reason ``unreadable evidence`` and the file's path; the rest of the ledger goes on.
+Each verdict carries its numbers, the rule's record, the run it read and a link to the report
+section. A run whose results cannot be read (truncated, corrupt) makes the claims that need it
+``inconclusive`` with the reason ``unreadable evidence`` and the file's path; the rest of the
+ledger goes on.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ from pathlib import Path
 
 import yaml
 
+from linrepro.study import rules
 from linrepro.study.runs import finished_runs, load_results
 from linrepro.utils import project
 
-VERDICTS = ("supported", "contradicted", "inconclusive", "not testable here")
+VERDICTS = rules.VERDICTS
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700", "not testable here": "#57606a"}
 
 
@@ -118,9 +126,19 @@ def _out(
     source=None,
     link: str | None = None,
     reason: str | None = None,
+    *,
+    basis: str | None = None,
+    rule: dict | None = None,
+    group: str | None = None,
 ) -> dict:
+    """A verdict with its evidence. ``basis``: one of :data:`linrepro.study.rules.BASES` (None when
+    nothing was measured or configured); ``rule``: :func:`linrepro.study.rules.decide`'s record
+    (estimate, interval, band, rule); ``group``: claims that share one measurement share a group and
+    are counted once."""
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}")
+    if verdict in ("supported", "contradicted") and basis is None:
+        raise ValueError(f"a {verdict} verdict needs a basis (one of {rules.BASES})")
     return {
         "verdict": verdict,
         "evidence": evidence,
@@ -128,6 +146,9 @@ def _out(
         "source_run": str(source) if source else None,
         "link": link,
         "reason": reason,
+        "basis": rules.check_basis(basis),
+        "rule": rule,
+        "group": group,
     }
 
 
@@ -143,10 +164,12 @@ def _unreadable(e: UnreadableEvidence, ev: Evidence) -> dict:
 
 
 def _not_run(notebook: str, ev: Evidence) -> dict:
+    """The evidence file is missing: not testable here, naming where it was looked for."""
+    where = [str(ev.root / base / prof / notebook) for prof in ev.profiles for base in ("reference", ".")]
+    where = [w.replace("/./", "/") for w in where]
     return _out(
-        "inconclusive",
-        f"no finished {notebook} run found under {ev.root} for profile(s) "
-        f"{', '.join(ev.profiles)}; run `linrepro reproduce`",
+        "not testable here",
+        f"no finished {notebook} run (no results.json) under {' or '.join(where)}; run `linrepro reproduce`",
         reason=f"{notebook} has not run",
     )
 
@@ -160,15 +183,25 @@ def _timing(ev: Evidence):
     return ev.run("02_attention_timing", ("h200",)) or ev.run("02_attention_timing")
 
 
-def _slope_check(ev: Evidence, which: str, target: float, tol: float, label: str) -> dict:
+def _timing_basis(r: dict) -> str:
+    """``paper setup`` only for a GPU run at the paper's shape on an H200; CPU evidence is a proxy."""
+    return "paper setup" if rules.is_paper_setup(r.get("provenance"), r.get("config")) else "proxy"
+
+
+def _where(r: dict) -> str:
+    return r.get("source", "").split(" on ")[-1].rstrip(".") or "?"
+
+
+def _slope_check(ev: Evidence, which: str, band: rules.Band, label: str) -> dict:
     got = _timing(ev)
     if got is None:
         return _not_run("02_attention_timing", ev)
     d, r = got
     impl = r.get("la_impl") if which == "linear" else r.get("softmax_impl")
+    group = f"{which}-slope:{d.name}"
     fits = [f for f in r.get("fits", []) if f["impl"] == impl and f["mode"] == "fwd"]
     if not fits:
-        return _out("inconclusive", f"no forward-time fit for {impl} in {d.name}", source=d)
+        return _out("inconclusive", f"no forward-time fit for {impl} in {d.name}", source=d, group=group)
     f = fits[0]
     if f.get("slope") is None or f.get("ci_low") is None or f.get("ci_high") is None:
         start = f"N ≥ {int(f['n_from']):,}" if f.get("n_from") else "the fit's start"
@@ -178,32 +211,43 @@ def _slope_check(ev: Evidence, which: str, target: float, tol: float, label: str
             source=d,
             link=ev.link(d, _TIMING_HEAD),
             reason="too few points for a slope",
+            group=group,
         )
-    lo, hi = f["ci_low"], f["ci_high"]
-    where = r.get("source", "").split(" on ")[-1].rstrip(".") or "?"
+    basis = _timing_basis(r)
+    rule = rules.decide(f["slope"], f["ci_low"], f["ci_high"], band)
+    sliced = f" ({f['n_sliced']} of its points timed on one (batch, head) slice × B·H)" if f.get("n_sliced") else ""
     text = (
-        f"{label} time log-log slope {f['slope']:.2f}, 95% CI [{lo:.2f}, {hi:.2f}], {impl}, "
-        f"N = {f['n_from']:,}…{f['n_to']:,}, measured on {where}"
+        f"{label} forward time, log-log slope {f['slope']:.2f}, 95% CI [{rule['ci_low']:.2f}, {rule['ci_high']:.2f}] "
+        f"(width {rule['width']:.2f}), {impl}, N = {f['n_from']:,}…{f['n_to']:,}{sliced}, measured on {_where(r)}. "
+        f"Band {band.lo:g}–{band.hi:g}: {rule['why']}."
     )
-    if lo <= target + tol and hi >= target - tol:
-        verdict = "supported" if abs(f["slope"] - target) <= tol else "inconclusive"
-    else:
-        verdict = "contradicted"
+    if basis == "proxy":
+        text += " A proxy: not the paper's H200, shape and FlashAttention-2."
     return _out(
-        verdict,
-        text + f" (bar: slope within ±{tol} of {target:g})",
-        {"slope": f["slope"], "ci_low": lo, "ci_high": hi, "impl": impl, "n_from": f["n_from"], "n_to": f["n_to"]},
+        rule["verdict"],
+        text,
+        {
+            "slope": f["slope"],
+            "ci_low": f["ci_low"],
+            "ci_high": f["ci_high"],
+            "impl": impl,
+            "n_from": f["n_from"],
+            "n_to": f["n_to"],
+        },
         d,
         ev.link(d, _TIMING_HEAD),
+        basis=basis,
+        rule=rule,
+        group=group,
     )
 
 
 def check_softmax_scaling(ev):
-    return _slope_check(ev, "softmax", 2.0, 0.25, "softmax")
+    return _slope_check(ev, "softmax", rules.SOFTMAX_SLOPE, "softmax")
 
 
 def check_la_scaling(ev):
-    return _slope_check(ev, "linear", 1.0, 0.25, "LA")
+    return _slope_check(ev, "linear", rules.LA_SLOPE, "LA")
 
 
 def check_speedup_4m(ev):
@@ -211,22 +255,49 @@ def check_speedup_4m(ev):
     cpu = ev.run("02_attention_timing")
     if h200:
         d, r = h200
-        sp = r.get("speedup") or []
+        sp = [x for x in (r.get("speedup") or []) if x["n"] >= 2**21]
+        checks = r.get("slice_checks") or []
+        bad = [c for c in checks if not c.get("agrees")]
         if not sp:
-            return _out("inconclusive", "the H200 run has no point where both LA and softmax were measured", source=d)
+            return _out(
+                "inconclusive",
+                f"the H200 run has no N ≥ 2²¹ where both LA and softmax were measured ({d.name})",
+                source=d,
+                reason="no common point at N ≥ 2²¹",
+            )
         last = sp[-1]
-        ok_n = last["n"] >= 2**21
+        lo, hi = last.get("speedup_low"), last.get("speedup_high")
         import math
 
-        near = abs(math.log10(last["speedup"]) - 3) <= 0.5
-        verdict = ("supported" if near else "contradicted") if ok_n else "inconclusive"
+        def log10(x):
+            return math.log10(x) if x and x > 0 else None
+
+        rule = rules.decide(log10(last["speedup"]), log10(lo), log10(hi), rules.SPEEDUP_4M)
+        span = f"interval {lo:.3g}–{hi:.3g}× from the minimum and median times" if lo and hi else "no interval recorded"
+        text = (
+            f"LA {last['speedup']:.3g}× faster than {r.get('softmax_impl')} at N = {last['n']:,} "
+            f"({span}"
+            + (", softmax timed on one (batch, head) slice × B·H" if last.get("sliced") else "")
+            + f"); band 10^{rules.SPEEDUP_4M.lo:g}–10^{rules.SPEEDUP_4M.hi:g}: {rule['why']}."
+        )
+        best = r.get("best_possible_speedup")
+        if best:
+            text += f" The roofline's best possible at N = {best['n']:,} is {best['ratio']:.3g}×."
+        verdict = rule["verdict"]
+        if last.get("sliced") and (bad or not checks):
+            verdict = "inconclusive"
+            text += " The sliced timing was not validated: " + (
+                "no slice check was recorded." if not checks else f"{len(bad)} slice check(s) disagree by > 10%."
+            )
         return _out(
             verdict,
-            f"H200: LA {last['speedup']:.3g}× faster than {r.get('softmax_impl')} at "
-            f"N = {last['n']:,} (bar: within half a decade of 10³ at N ≥ 2²¹)",
-            {"speedup": last["speedup"], "n": last["n"]},
+            text,
+            {"speedup": last["speedup"], "n": last["n"], "slice_checks": checks},
             d,
             ev.link(d, "Speed-up of LA over softmax"),
+            basis=_timing_basis(r),
+            rule=rule,
+            group=f"speedup:{d.name}",
         )
     extra = ""
     numbers = {}
@@ -242,7 +313,8 @@ def check_speedup_4m(ev):
             numbers = {"cpu_speedup": last["speedup"], "cpu_n": last["n"]}
         return _out(
             "not testable here",
-            "needs an H200 run at ≈4×10⁶ tokens; none recorded." + extra,
+            "needs an H200 run at ≈4×10⁶ tokens; none recorded. `python -m linrepro.runner.bench --profile h200 "
+            "--plan` lists the points such a run times (softmax past 2²⁰ on one (batch, head) slice × B·H)." + extra,
             numbers,
             d,
             ev.link(d, "Speed-up of LA over softmax"),
@@ -255,27 +327,40 @@ def check_speedup_4m(ev):
     )
 
 
+def _runs_used_text(r: dict) -> str:
+    used = r.get("runs_used") or []
+    if not used:
+        return ""
+    by = {}
+    for u in used:
+        by.setdefault((u["warmup"], u["runs"]), []).append(u["n"])
+    parts = [
+        f"{w} warm-up / {n} runs at N = {min(ns):,}…{max(ns):,} ({len(ns)} points)"
+        for (w, n), ns in sorted(by.items(), key=lambda kv: -len(kv[1]))
+    ]
+    return "; actually used: " + "; ".join(parts)
+
+
 def check_timing_protocol(ev):
     p = _profile_params("h200", "02_attention_timing")
     h200 = ev.run("02_attention_timing", ("h200",))
     conf = f"linrepro's h200 profile configures warmup = {p.get('warmup')}, runs = {p.get('runs')}"
-    if h200:
-        d, r = h200
-        c = r.get("config", {})
-        dev = (r.get("provenance", {}).get("device") or {}).get("cuda")
-        same = c.get("warmup") == 100 and c.get("runs") == 1000 and dev and "H200" in str(dev)
-        return _out(
-            "supported" if same else "inconclusive",
-            f"{conf}; the recorded run used warmup {c.get('warmup')}, runs {c.get('runs')} on {dev}",
-            {"warmup": c.get("warmup"), "runs": c.get("runs"), "device": dev},
-            d,
-            ev.link(d),
-        )
+    text = (
+        f"a statement of the paper's protocol, which no measurement here can confirm; {conf} to match "
+        "(the time budget per point can cut the runs at large N)"
+    )
+    got = h200 or _timing(ev)
+    if got:
+        d, r = got
+        text += f". In {d.parent.parent.name} run {d.name}" + (_runs_used_text(r) or ": no per-point counts recorded")
     return _out(
         "not testable here",
-        f"a statement of the paper's protocol; {conf} to match. No H200 run recorded.",
-        {"warmup": p.get("warmup"), "runs": p.get("runs")},
-        reason="needs an H200 run; none recorded",
+        text + ".",
+        {"warmup": p.get("warmup"), "runs": p.get("runs"), "runs_used": (got[1].get("runs_used") if got else None)},
+        got[0] if got else None,
+        ev.link(got[0]) if got else None,
+        reason="the paper's protocol; linrepro's configuration",
+        basis="configuration",
     )
 
 
@@ -290,14 +375,18 @@ def check_baselines(ev):
         )
     return _out(
         "not testable here",
-        "a statement of the paper's setup, and reference [13]'s code is not available (linrepro.attention, "
-        "module docstring: most likely the authors' Fastmax CUDA kernels, unconfirmed). linrepro times "
-        "torch SDPA's flash/efficient/math backends against its own Triton (GPU) and chunked torch (CPU) "
-        "LA." + impls,
+        "a statement of the paper's setup. Reference [13] is most likely the first author's public Fastmax "
+        "CUDA kernels (GitHub armingerami/Fastmax), which compute the normalised form "
+        "(Σv + q·ΣkᵀV) / (n + q·Σk) with q, k rescaled by the largest squared norm (floored at 0.1); its fp32 "
+        "kernel computes the constant term in integer arithmetic (truncated unless d divides n; 0 in the causal "
+        "path), so it is not a numerical reference. Its profiling script times a causal forward only (B=4, H=16, "
+        "D=128, fp32, N ≤ 10⁵, no warm-up). linrepro times torch SDPA's flash/efficient/math backends against "
+        "its own Triton (GPU) and torch (CPU) LA." + impls,
         {},
         got[0] if got else None,
         ev.link(got[0]) if got else None,
-        reason="the paper's LA implementation [13] is not available",
+        reason="the paper's LA implementation [13] is not confirmed",
+        basis="configuration",
     )
 
 
@@ -316,38 +405,64 @@ def _from_derivation(check):
 
 @_from_derivation
 def check_affine_kernel(ev, d, r):
+    text = (
+        f"a statement of the paper's method, whose text is not available; linrepro implements f(x) = 1 + x on "
+        f"L2-normalised q, k (spec: linrepro.attention, module docstring), and its factorised form matches "
+        f"the N×N form to {r['factorisation_max_rel_err']:.1e} (float64). The first author's public CLIP code "
+        "(armingerami/Fastmax, Simplefied/transformer.py) computes something else: no q/k/v or output projections "
+        "(q = k = v = ln_1(x)), heads by a plain reshape (a head holds a contiguous run of tokens), q and k divided "
+        "by the largest token norm (not unit length), Eq. 7 with s = 1 and no 1/N, and no causal mask in the text tower."
+    )
+    numbers = {"factorisation_max_rel_err": r["factorisation_max_rel_err"]}
+    link = ev.link(d, "1 · Softmax and the affine kernel")
+    try:
+        rel = ev.run("08_paper_vs_released_code")
+    except UnreadableEvidence:
+        rel = None
+    if rel:
+        rd, rr = rel
+        if rr.get("claim13"):
+            text += " Measured in notebook 08: " + str(rr["claim13"])
+            numbers["released"] = rr.get("claim13_numbers", {})
+            link = ev.link(rd)
     return _out(
         "not testable here",
-        f"the paper's text is not available to confirm its kernel; linrepro implements f(x) = 1 + x on "
-        f"L2-normalised q, k (spec: linrepro.attention, module docstring), and its factorised form matches "
-        f"the N×N form to {r['factorisation_max_rel_err']:.1e} (float64)",
-        {"factorisation_max_rel_err": r["factorisation_max_rel_err"]},
+        text,
+        numbers,
         d,
-        ev.link(d, "1 · Softmax and the affine kernel"),
+        link,
         reason="a statement of the paper's method",
+        basis="configuration",
     )
 
 
 @_from_derivation
 def check_affine_complexity(ev, d, r):
     err = r["factorisation_max_rel_err"]
-    la = check_la_scaling(ev)
-    slope = la["numbers"].get("slope")
+    cross = r.get("flop_crossover_N")
+    ratio = r.get("flop_ratio_at_4M")
     ok = err < 1e-10
-    verdict = (
-        "supported"
-        if ok and la["verdict"] == "supported"
-        else ("contradicted" if not ok or la["verdict"] == "contradicted" else "inconclusive")
-    )
-    text = f"the O(N·D²) factorisation (state S = K̂ᵀV) equals the O(N²·D) form to {err:.1e} in float64" + (
-        f", and its measured time grows with slope {slope:.2f} in N" if slope is not None else ""
+    text = (
+        "decided by the algebra and the operation count, not by timing: Σ_j (1 + q̂·k̂_j) v_j = Σ_j v_j + Sᵀq̂ "
+        "with the D×Dv state S = K̂ᵀV, so one layer costs 4·N·D·Dv FLOPs against softmax's 4·N²·D "
+        + (
+            f"(crossover at N = {cross}, ratio {ratio:.3g} at N = 4,194,304 for D = "
+            f"{r.get('params', {}).get('head_dim', 64)}); "
+            if cross is not None and ratio is not None
+            else "(this 01 run did not record the FLOP counts); "
+        )
+        + f"the factorised form equals the N×N form to {err:.1e} in float64"
+        + ("" if ok else " — NOT to the 1e-10 the algebra requires")
+        + ". Condition: the exact identity of the affine kernel (any kernel of this form is linear in N)."
     )
     return _out(
-        verdict,
+        "supported" if ok else "contradicted",
         text,
-        {"factorisation_max_rel_err": err, "la_slope": slope},
+        {"factorisation_max_rel_err": err, "flop_crossover_N": cross, "flop_ratio_at_4M": ratio},
         d,
         ev.link(d, "Check: the factorised form equals the quadratic form"),
+        basis="by construction",
+        group="factorisation",
     )
 
 
@@ -357,26 +472,66 @@ def check_dot_bound(ev, d, r):
     ok = dr["min"] >= -1 - 1e-12 and dr["max"] <= 1 + 1e-12
     return _out(
         "supported" if ok else "contradicted",
-        f"over {dr['n_pairs']:,} pairs (D = {dr['D']}) q̂·k̂ ranged over [{dr['min']:.6f}, {dr['max']:.6f}]",
+        f"true by construction (Cauchy–Schwarz: |q̂·k̂| ≤ ‖q̂‖‖k̂‖ = 1). Condition: q and k are divided by "
+        f"their own L2 norms (ε-guarded); dividing by a shared maximum norm, as the first author's public "
+        f"CLIP code does, also bounds it but leaves individual vectors shorter than 1. Sanity check over "
+        f"{dr['n_pairs']:,} pairs (D = {dr['D']}): q̂·k̂ ranged over [{dr['min']:.6f}, {dr['max']:.6f}].",
         dr,
         d,
         ev.link(d, "2 · Bounds on the scores"),
+        basis="by construction",
+        group="cauchy-schwarz",
     )
+
+
+def _trained_scale(ev) -> str:
+    """The Eq. 7 score scale the latest 03 run trained with, as a sentence."""
+    try:
+        got = ev.run("03_clip_training")
+    except UnreadableEvidence:
+        got = None
+    if not got:
+        return "No 03 training run was found to say which scale was trained."
+    d, r = got
+    params = r.get("params") or {}
+    s = params.get("score_scale")
+    if s is None:
+        p = Path(d) / "params.yaml"
+        try:
+            s = (yaml.safe_load(p.read_text()) or {}).get("score_scale") if p.exists() else None
+        except (OSError, yaml.YAMLError):
+            s = None
+    return f"The CLIPs of 03 run {d.name} trained Eq. 7 with s = {s}." if s is not None else ""
 
 
 @_from_derivation
 def check_denominator_decay(ev, d, r):
     s = r["needle_max_weight_loglog_slope"]
     norm = r.get("output_norm_loglog_slope", {})
+    half = r.get("params", {}).get("score_scale", 0.5)
+    per_n = s.get("eq7 s=1/N")
     ok = s["eq4"] < -0.8 and abs(s["eq7"]) < 0.1
+    text = (
+        "true by construction, and circular here: Eq. 7 was reconstructed from this very claim, as Eq. 4 "
+        f"without its denominator. Condition: a score scale s that does not depend on N. Measured (01, needle "
+        f"inputs): the largest weight decays as N^{s['eq4']:.2f} under eq4, as N^{s['eq7']:.2f} under eq7 "
+        f"with s = {half}"
+        + (
+            f", and as N^{per_n:.2f} under eq7 with s = 1/N — the per-length scale brings the 1/N decay back"
+            if per_n is not None
+            else " (eq7 with s = 1/N was not measured in this run)"
+        )
+        + f". Eq. 7's output norm grows as N^{norm.get('eq7', float('nan')):.2f} (eq4: N^{norm.get('eq4', float('nan')):.2f}). "
+        + _trained_scale(ev)
+    )
     return _out(
         "supported" if ok else "contradicted",
-        f"Eq. 7 is Eq. 4 without its denominator; with it (eq4) the largest weight decays as N^{s['eq4']:.2f}, "
-        f"without it (eq7) as N^{s['eq7']:.2f}: the decay is gone. The price: eq7's output norm grows "
-        f"as N^{norm.get('eq7', float('nan')):.2f} (eq4: N^{norm.get('eq4', float('nan')):.2f}).",
+        text,
         {"max_weight_slope": s, "output_norm_slope": norm},
         d,
         ev.link(d, "4 · Attention-score decay"),
+        basis="by construction",
+        group="eq7-definition",
     )
 
 
@@ -386,20 +541,24 @@ def check_eq7_range(ev, d, r):
     lo = min(w["noncausal"]["eq7_min_score"], w["causal"]["eq7_min_score"])
     hi = max(w["noncausal"]["eq7_max_score"], w["causal"]["eq7_max_score"])
     s = r.get("params", {}).get("score_scale", 0.5)
-    ok = lo >= -1e-12 and hi <= 1 + 1e-12
+    in_range = lo >= -1e-12 and hi <= 1 + 1e-12
+    cond = isinstance(s, (int, float)) and s <= 0.5
     return _out(
-        "supported" if ok else "contradicted",
-        f"with s = {s} every eq7 score s(1 + q̂·k̂) lay in [{lo:.3g}, {hi:.3g}] (the paper's exact scale is "
-        f"not known; s = ½ is the one that gives [0, 1])",
+        "supported" if in_range and cond else "contradicted",
+        f"true by construction under the condition s ≤ ½: each score s(1 + q̂·k̂) lies in [0, 2s] because "
+        f"q̂·k̂ ∈ [−1, 1]; raw 1 + x spans [0, 2], and s = ½ was chosen to make the claim hold (the paper's "
+        f"scale is not known). With s = {s} every measured eq7 score lay in [{lo:.3g}, {hi:.3g}].",
         {"min": lo, "max": hi, "score_scale": s},
         d,
         ev.link(d, "2 · Bounds on the scores"),
+        basis="by construction",
+        group="eq7-scale",
     )
 
 
 # --------------------------------------------------------------------------- setup (03/04 paper profile)
 def _setup(text: str, reason: str) -> dict:
-    return _out("not testable here", text, reason=reason)
+    return _out("not testable here", text, reason=reason, basis="configuration")
 
 
 def check_openclip(ev):
@@ -412,12 +571,15 @@ def check_openclip(ev):
         )
     return _out(
         "not testable here",
-        "a statement of the paper's code, which is not available. linrepro trains every "
+        "a statement of the paper's code, which is not available. The first author's public CLIP code "
+        "(armingerami/Fastmax, Simplefied/transformer.py) is open_clip's transformer.py with linear attention "
+        "switched on, which makes the claim plausible but does not confirm it. linrepro trains every "
         "profile, `paper` included, through open_clip/open_clip_train with only the attention swapped." + used,
         {},
         got[0] if got else None,
         ev.link(got[0]) if got else None,
         reason="the paper's code is not available",
+        basis="configuration",
     )
 
 
@@ -453,20 +615,16 @@ def check_gpus(ev):
 def check_imagenet21k(ev):
     p = _profile_params("paper", "04_zero_shot_eval")
     got = ev.run("04_zero_shot_eval", ("paper",))
+    ran = ""
     if got:
         d, r = got
-        names = [s["name"] for s in r.get("sets", [])]
+        names = [x["name"] for x in r.get("sets", [])]
         if "imagenet21k" in names:
-            return _out(
-                "supported",
-                f"a paper-profile 04 run evaluated ImageNet-21K zero-shot ({d.name})",
-                {"sets": names},
-                d,
-                ev.link(d),
-            )
+            ran = f" A paper-profile 04 run of linrepro evaluated ImageNet-21K zero-shot ({d.name}); that is our run, not the paper's."
     return _setup(
-        f"needs ImageNet-21K, which is not on this machine. linrepro's paper profile evaluates "
-        f"imagenet21k_root = {p.get('imagenet21k_root')!r} with open_clip's zero-shot classifier.",
+        f"a statement of the paper's validation set. linrepro's paper profile evaluates "
+        f"imagenet21k_root = {p.get('imagenet21k_root')!r} with open_clip's zero-shot classifier; "
+        f"ImageNet-21K is not on this machine." + ran,
         "needs ImageNet-21K",
     )
 
@@ -571,7 +729,8 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def evaluate(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",)) -> list[dict]:
-    """Every claim with its verdict; a check that raises is recorded as inconclusive with the error."""
+    """Every claim with its verdict and basis; a check that raises is recorded as inconclusive with
+    the error."""
     ev = Evidence(out_root, profiles)
     rows = []
     for c in CLAIMS:
@@ -589,31 +748,108 @@ def evaluate(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                 "seed_verified": c.seed_verified,
                 "seed_confidence": c.seed_confidence,
                 **v,
+                "group": v.get("group") or f"claim-{c.n}",
             }
         )
     return rows
 
 
+BASIS_ORDER = (*rules.BASES, None)
+
+
+def _basis_label(b: str | None) -> str:
+    return b or "nothing measured"
+
+
+def headline(rows: list[dict]) -> str:
+    """One sentence, counted from the verdicts: how many claims were decided on the paper's setup,
+    how many on proxies (and from how many distinct measurements), how many are configuration or
+    true by construction, and how many stay open."""
+    decided = [r for r in rows if r["verdict"] in ("supported", "contradicted")]
+
+    def n(basis, pool=rows):
+        return sum(r.get("basis") == basis for r in pool)
+
+    def groups(basis):
+        return len({r["group"] for r in decided if r.get("basis") == basis})
+
+    paper, proxy = n("paper setup", decided), n("proxy", decided)
+    open_ = [
+        r
+        for r in rows
+        if r["verdict"] in ("inconclusive", "not testable here") and r.get("basis") in (*rules.MEASURED, None)
+    ]
+    parts = [
+        f"Of {len(rows)} claims, {paper} {'was' if paper == 1 else 'were'} decided by a measurement on the paper's setup "
+        f"and {proxy} on proxies"
+        + (f" ({groups('proxy')} distinct measurement{'s' if groups('proxy') != 1 else ''})" if proxy else ""),
+        f"{n('by construction')} {'is' if n('by construction') == 1 else 'are'} true by construction",
+        f"{n('configuration')} {'is' if n('configuration') == 1 else 'are'} what linrepro's configuration sets "
+        "(which says nothing about the paper)",
+        f"{len(open_)} measured claim{'s' if len(open_) != 1 else ''} could not be decided",
+    ]
+    return "; ".join(parts[:-1]) + "; and " + parts[-1] + "."
+
+
 def summary(rows: list[dict]) -> dict:
-    """Counts of verdicts, and how they line up with the seed's verified marks."""
+    """Counts of verdicts, verdict × basis, measurements counted once per shared group, the headline
+    sentence, and how the verdicts line up with the seed's verified marks."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+    by_basis = {
+        _basis_label(b): {v: sum(r["verdict"] == v and r.get("basis") == b for r in rows) for v in VERDICTS}
+        for b in BASIS_ORDER
+    }
+    measured = [r for r in rows if r.get("basis") in rules.MEASURED]
+    groups: dict[str, dict] = {}
+    for r in measured:
+        g = groups.setdefault(r["group"], {"claims": [], "verdict": r["verdict"], "basis": r["basis"]})
+        g["claims"].append(r["n"])
+    findings_counts = {v: sum(g["verdict"] == v for g in groups.values()) for v in VERDICTS}
     seed_marked = [r for r in rows if r["seed_verified"]]
     return {
         "n": len(rows),
         "counts": counts,
+        "by_basis": by_basis,
+        "measurements": {"n": len(groups), "counts": findings_counts, "groups": groups},
+        "headline": headline(rows),
+        "rule": rules.RULE,
         "seed_verified": len(seed_marked),
         "seed_verified_and_supported": sum(r["verdict"] == "supported" for r in seed_marked),
         "seed_unverified_but_supported": sum(r["verdict"] == "supported" and not r["seed_verified"] for r in rows),
     }
 
 
+def _seeds(ev: Evidence, run_dir: Path | None = None) -> int:
+    """Seeds behind a training-based finding: the ``seeds`` list of the run's params (the study
+    profile), else 1 (the ``cpu`` profile's single ``seed``)."""
+    d = run_dir
+    if d is None:
+        try:
+            got = ev.run("03_clip_training")
+        except UnreadableEvidence:
+            got = None
+        d = got[0] if got else None
+    if d is None:
+        return 0
+    p = Path(d) / "params.yaml"
+    try:
+        params = (yaml.safe_load(p.read_text()) or {}) if p.exists() else {}
+    except (OSError, yaml.YAMLError):
+        params = {}
+    seeds = params.get("seeds")
+    return len(seeds) if isinstance(seeds, list) and seeds else 1
+
+
 def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",)) -> list[dict]:
     """Beyond the 17 claims: the seed's research question as this package's runs answer it
-    (training, scaling, resolution), each line computed by the notebook it links to."""
+    (training, scaling, resolution), each line computed by the notebook it links to and judged by
+    the declared rules (:mod:`linrepro.study.rules`). One seed is exploratory: a question about
+    variation between models is then at most inconclusive."""
     from linrepro.study.scaling import verdict_text
 
     ev = Evidence(out_root, profiles)
     rows: list[dict] = []
+    n_seeds = _seeds(ev)
 
     def training(d, r):
         top = r.get("digits_top1") or {}
@@ -622,28 +858,76 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
             rows.append(
                 {
                     "topic": "zero-shot top-1 on digits after training (03)",
-                    "text": txt,
+                    "text": txt
+                    + (f" ({n_seeds} seed{'s' if n_seeds != 1 else ''}; exploratory)" if n_seeds < 3 else ""),
                     "link": ev.link(d, "Zero-shot top-1 on each domain's held-out split"),
+                    "verdict": None,
+                    "basis": "proxy",
+                    "seeds": n_seeds,
                 }
             )
 
     def scaling(d, r):
-        verdict = "Verdict" + verdict_text(r["fits"]).split("Verdict", 1)[-1].replace("**", "")
+        text = "Verdict" + verdict_text(r["fits"]).split("Verdict", 1)[-1].replace("**", "")
+        diffs = [(name, att, dd) for name, f in r["fits"].items() for att, dd in (f.get("differences") or {}).items()]
+        decisions = [
+            rules.decide(
+                dd.get("diff"),
+                dd.get("diff_lo"),
+                dd.get("diff_hi"),
+                rules.SAME_EXPONENT,
+                seeds=n_seeds,
+                between_models=True,
+            )
+            for _, _, dd in diffs
+        ]
+        verdicts = {x["verdict"] for x in decisions}
+        verdict = verdicts.pop() if len(verdicts) == 1 else "inconclusive"
+        detail = "; ".join(f"{name} {att}: {x['text']}" for (name, att, _), x in zip(diffs, decisions))
         rows.append(
             {
                 "topic": "same scaling law? (05)",
-                "text": verdict.strip(),
+                "text": f"{verdict} under the declared rule (equivalence margin ±{rules.EXPONENT_MARGIN:g} on "
+                f"b(LA) − b(softmax); {n_seeds} seed(s)). {detail}. Notebook 05's own reading: {text.strip()}",
                 "link": ev.link(d, "The claim, as these runs answer it"),
+                "verdict": verdict,
+                "basis": "proxy",
+                "rule": decisions[0] if len(decisions) == 1 else None,
+                "seeds": n_seeds,
             }
         )
 
     def resolution(d, r):
+        change = (r.get("highest_resolution") or {}).get("change_from_training_resolution") or r.get(
+            "change_from_training_resolution"
+        )
         for line in r.get("conclusions", []):
             rows.append(
                 {
                     "topic": "domains × resolutions (06)",
                     "text": line.lstrip("- ").replace("**", ""),
                     "link": ev.link(d, "What the numbers say"),
+                    "verdict": None,
+                    "basis": "proxy",
+                    "seeds": n_seeds,
+                }
+            )
+        by_res = r.get("by_resolution") or {}
+        if by_res:
+            worst = min(by_res.items(), key=lambda kv: kv[1])
+            rule = rules.decide(worst[1], None, None, rules.SAME_ACCURACY, seeds=n_seeds, between_models=True)
+            rows.append(
+                {
+                    "topic": "does LA degrade more across resolutions? (06)",
+                    "text": f"{rule['verdict']} under the declared rule (LA − softmax top-1 within ±{rules.ACCURACY_MARGIN:g}): "
+                    f"the largest mean gap, {worst[1]:+.3f} at {worst[0]} px, has no interval over seeds "
+                    f"({n_seeds} seed(s); exploratory)."
+                    + (f" Change from the training resolution: {change}." if change else ""),
+                    "link": ev.link(d, "What the numbers say"),
+                    "verdict": rule["verdict"],
+                    "basis": "proxy",
+                    "rule": rule,
+                    "seeds": n_seeds,
                 }
             )
 
@@ -658,9 +942,18 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
             if got:
                 add(*got)
         except UnreadableEvidence as e:  # one bad run: say so, and go on with the rest
-            rows.append({"topic": topic, "text": f"unreadable evidence: {e.error}", "link": None})
+            rows.append(
+                {"topic": topic, "text": f"unreadable evidence: {e.error}", "link": None, "verdict": "inconclusive"}
+            )
         except Exception as e:
-            rows.append({"topic": topic, "text": f"could not be summarised: {type(e).__name__}: {e}", "link": None})
+            rows.append(
+                {
+                    "topic": topic,
+                    "text": f"could not be summarised: {type(e).__name__}: {e}",
+                    "link": None,
+                    "verdict": "inconclusive",
+                }
+            )
     return rows
 
 
@@ -671,13 +964,24 @@ def _href(link: str, out_root: Path, link_base: Path) -> str:
     return os.path.relpath(Path(out_root) / target, link_base) + (f"#{anchor}" if anchor else "")
 
 
+def _verdict_html(verdict: str | None) -> str:
+    import html
+
+    if not verdict:
+        return ""
+    return f"<b style='color:{COLOURS[verdict]}'>{html.escape(verdict)}</b>"
+
+
 def findings_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
     import html
 
     if not rows:
         return "<p class=muted>No training, scaling or resolution runs yet.</p>"
     items = [
-        f"<li><b>{html.escape(r['topic'])}</b>: {html.escape(r['text'])} "
+        f"<li><b>{html.escape(r['topic'])}</b>: "
+        + (f"{_verdict_html(r.get('verdict'))} " if r.get("verdict") else "")
+        + (f"<span class=basis>[{html.escape(r['basis'])}]</span> " if r.get("basis") else "")
+        + f"{html.escape(r['text'])} "
         + (f"<a href='{html.escape(_href(r['link'], out_root, link_base))}'>report</a>" if r.get("link") else "")
         + "</li>"
         for r in rows
@@ -685,23 +989,45 @@ def findings_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
     return "<ul class='findings'>" + "".join(items) + "</ul>"
 
 
+def rule_html(rule: dict | None) -> str:
+    """The rule behind a verdict: estimate, interval, band, as a short block."""
+    import html
+
+    if not rule:
+        return ""
+    return f"<div class='rule'><b>rule</b>: {html.escape(rule['text'])}</div>"
+
+
 def ledger_html(rows: list[dict], out_root: Path, link_base: Path) -> str:
     """The ledger as an HTML table; report links are made relative to ``link_base`` (the folder of
-    the page that shows it), so they work from the run's report and from the site alike."""
+    the page that shows it), so they work from the run's report and from the site alike. Text is
+    left-aligned and never cut."""
     import html
 
     from linrepro.utils.mathml import latex_to_mathml
 
+    style = (
+        "<style>table.ledger{border-collapse:collapse;width:100%}table.ledger th,table.ledger td{text-align:left;"
+        "vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #d0d7de;white-space:normal}"
+        "table.ledger .rule{color:#57606a;font-size:.85em;margin-top:.25rem}</style>"
+    )
     out = [
-        "<table class='ledger'><tr><th>#</th><th>claim</th><th>seed</th><th>verdict</th><th>evidence</th><th></th></tr>"
+        style,
+        "<table class='ledger'><tr><th>#</th><th>claim</th><th>seed's mark</th><th>verdict</th><th>basis</th>"
+        "<th>evidence</th><th></th></tr>",
     ]
     for r in rows:
-        seed = f"{'✓' if r['seed_verified'] else '×'} ({r['seed_confidence']:.2f})"
+        seed = (
+            f"<span title='the seed report marked this claim verified, with this confidence'>verified ({r['seed_confidence']:.2f})</span>"
+            if r["seed_verified"]
+            else f"<span title='the seed report did not mark this claim verified; its confidence'>unverified ({r['seed_confidence']:.2f})</span>"
+        )
         link = f"<a href='{html.escape(_href(r['link'], out_root, link_base))}'>report</a>" if r.get("link") else ""
         reason = f"<br><i>{html.escape(r['reason'])}</i>" if r.get("reason") and r["verdict"] != "supported" else ""
         out.append(
             f"<tr><td>{r['n']}</td><td>{latex_to_mathml(html.escape(r['claim'], quote=False))}</td><td>{seed}</td>"
             f"<td class='verdict' style='color:{COLOURS[r['verdict']]};font-weight:600'>{r['verdict']}"
-            f"{reason}</td><td>{html.escape(r['evidence'])}</td><td>{link}</td></tr>"
+            f"{reason}</td><td>{html.escape(_basis_label(r.get('basis')))}</td>"
+            f"<td>{html.escape(r['evidence'])}{rule_html(r.get('rule'))}</td><td>{link}</td></tr>"
         )
     return "\n".join(out + ["</table>"])

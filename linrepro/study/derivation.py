@@ -131,6 +131,8 @@ def structured_inputs(n: int, d: int, kind: str, gen: torch.Generator):
 def _weights(q, k, method, score_scale):
     if method == "softmax":
         return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    if method == "eq7 s=1/N":  # the per-length scale over the N keys (q may hold fewer rows than k)
+        return affine_scores(q, k, variant="eq7", score_scale=1.0 / k.shape[-2])
     return affine_scores(q, k, variant=method, score_scale=score_scale)
 
 
@@ -142,7 +144,8 @@ def score_decay(
     seed: int = 0,
     score_scale: float = 0.5,
 ) -> list[dict]:
-    """Max and mean attention weight per query, against N, for softmax, eq4, eq7.
+    """Max and mean attention weight per query, against N, for softmax, eq4, eq7 (scale
+    ``score_scale``) and eq7 with the per-length scale s = 1/N (what the CLIPs of 03 train with).
 
     Only ``n_queries`` rows of the N×N matrix are formed, so this stays cheap at large N.
     """
@@ -152,7 +155,7 @@ def score_decay(
             gen = torch.Generator().manual_seed(seed + n)
             q, k = structured_inputs(n, d, kind, gen)
             q = q[..., : min(n_queries, n), :]
-            for method in ("softmax", "eq4", "eq7"):
+            for method in ("softmax", "eq4", "eq7", "eq7 s=1/N"):
                 w = _weights(q, k, method, score_scale)
                 rows.append(
                     {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
 
 import torch
@@ -77,42 +79,145 @@ def time_fn(fn, device: torch.device, warmup: int, runs: int, budget_s: float) -
     budget. CPU: one sample per call. GPU: calls back to back between two CUDA events in up to
     ``GPU_GROUPS`` groups; one sample (elapsed / calls) per group, so host overhead is hidden
     wherever the kernels take longer to run than to launch."""
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-        if time.perf_counter() - t0 > budget_s / 2:
-            break
-    _sync(device)
-    if device.type == "cuda":
-        return _time_cuda(fn, runs, budget_s)
-    times: list[float] = []
-    start = time.perf_counter()
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if time.perf_counter() - start > budget_s:
-            break
-    return times, len(times)
+    got = time_interleaved({0: fn}, device, warmup, runs, budget_s)[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
 
 
 GPU_GROUPS = 10
 
 
-def _time_cuda(fn, runs: int, budget_s: float) -> tuple[list[float], int]:
-    def group(m: int) -> float:
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(m):
-            fn()
-        b.record()
-        b.synchronize()
-        return a.elapsed_time(b) / 1e3 / m
+def time_interleaved(fns: dict, device: torch.device, warmup: int, runs: int, budget_s: float) -> dict:
+    """Time several callables **interleaved**: after each one's warm-up, repetition r of every
+    callable runs before repetition r + 1 of any (ABAB…, not AAAA BBBB), so a burst of load on a
+    shared machine hits them all alike. Returns ``{key: (samples, calls timed)}``, or ``{key:
+    exception}`` for a callable that raised (the others go on). Each stops past ``budget_s`` of its
+    own time. CPU: one sample per call (``perf_counter``). GPU: each sample is one group of calls
+    issued back to back between two CUDA events (elapsed / calls), up to ``GPU_GROUPS`` groups."""
+    out: dict = {}
+    state: dict = {}
+    for key, fn in fns.items():
+        try:
+            t0 = time.perf_counter()
+            for _ in range(warmup):
+                fn()
+                if time.perf_counter() - t0 > budget_s / 2:
+                    break
+            _sync(device)
+            if device.type == "cuda":
+                first = _cuda_group(fn, 1)  # a probe, to size the groups to the budget
+                total = max(1, min(runs, int(0.9 * budget_s / max(first, 1e-7))))
+                rounds = min(GPU_GROUPS, total)
+                state[key] = {"fn": fn, "per": total // rounds, "rounds": rounds, "samples": [], "spent": 0.0}
+            else:
+                state[key] = {"fn": fn, "per": 1, "rounds": runs, "samples": [], "spent": 0.0}
+        except Exception as e:  # recorded for this key; KeyboardInterrupt and SystemExit propagate
+            out[key] = e
+    for r in range(max((st["rounds"] for st in state.values()), default=0)):
+        for key, st in list(state.items()):
+            if r >= st["rounds"] or st["spent"] > budget_s:
+                continue
+            try:
+                if device.type == "cuda":
+                    t = _cuda_group(st["fn"], st["per"])
+                else:
+                    t0 = time.perf_counter()
+                    st["fn"]()
+                    t = time.perf_counter() - t0
+            except Exception as e:
+                out[key] = e
+                del state[key]
+                continue
+            st["samples"].append(t)
+            st["spent"] += t * st["per"]
+    for key, st in state.items():
+        out[key] = (st["samples"], st["per"] * len(st["samples"]))
+    return {k: out[k] for k in fns}  # in the callers' order
 
-    first = group(1)  # a probe, to size the groups to the budget
-    affordable = max(1, int(0.9 * budget_s / max(first, 1e-7)))
-    total = max(1, min(runs, affordable))
-    groups = min(GPU_GROUPS, total)
-    per = total // groups
-    samples = [group(per) for _ in range(groups)]
-    return samples, per * groups
+
+def _cuda_group(fn, m: int) -> float:
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(m):
+        fn()
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b) / 1e3 / m
+
+
+def copy_bandwidth(device: torch.device, nbytes: int | None = None, runs: int = 20) -> float:
+    """Copy bandwidth measured now (bytes/s; read + write counted): device-to-device on a GPU
+    (1 GiB), a 256 MiB buffer in RAM on CPU (far past the caches)."""
+    nbytes = nbytes or (2**30 if device.type == "cuda" else 2**28)
+    a = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    b = torch.empty_like(a)
+    times, _ = time_fn(lambda: b.copy_(a), device, 3, runs, 30.0)
+    return 2 * nbytes / min(times)
+
+
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, runs: int = 10
+) -> float:
+    """FLOP/s of one square matmul measured now (2n³ FLOP per call; the best of ``runs``): n = 2048
+    on CPU, 8192 on a GPU. The machine's practical peak for dense products of that dtype."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    if device.type == "cpu" and dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32  # CPU half-precision matmuls are not the peak of anything
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=g, device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=g, device=device, dtype=dtype)
+    times, _ = time_fn(lambda: a @ b, device, 2, runs, 30.0)
+    return 2 * n**3 / min(times)
+
+
+# --------------------------------------------------------------------------- a busy machine
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (None where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    return sum(vals) - idle, sum(vals)
+
+
+def _own_jiffies() -> int:
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime of this process (all its threads)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def busy_cores(interval: float = 1.0) -> float | None:
+    """How many cores *other* processes kept busy over the next ``interval`` seconds (from
+    /proc/stat, minus this process's own time); None where /proc is missing."""
+    a, own_a = _cpu_jiffies(), _own_jiffies()
+    if a is None:
+        return None
+    time.sleep(interval)
+    b, own_b = _cpu_jiffies(), _own_jiffies()
+    if b is None or b[1] == a[1]:
+        return None
+    ncpu = os.cpu_count() or 1
+    busy = (b[0] - a[0]) - (own_b - own_a)
+    return max(0.0, ncpu * busy / (b[1] - a[1]))
+
+
+def timing_threads(requested: int = 0, interval: float = 1.0) -> tuple[int, float | None]:
+    """CPU threads to time with, and the busy cores seen. ``requested`` > 0 is used as given; 0
+    picks the cores other processes leave free (at least 1): on a machine where another process
+    holds a core, a parallel region whose threads outnumber the free cores waits a scheduler time
+    slice for a descheduled thread at every barrier, and many small regions (the chunked LA path)
+    then time 10-30x slower, while one large matmul barely notices."""
+    if requested < 0:
+        raise ValueError(f"threads must be ≥ 0 (0: the free cores), got {requested!r}")
+    ncpu = os.cpu_count() or 1
+    busy = busy_cores(interval) if requested == 0 else None
+    if requested:
+        return requested, busy
+    free = ncpu - int(math.floor((busy or 0.0) + 0.5))
+    return max(1, min(torch.get_num_threads(), free)), busy

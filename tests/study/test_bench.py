@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,7 @@ def test_cli_tiny_sweep(tmp_path):
         assert c["status"] == "ok" and c["runs"] == 2 and c["median_s"] > 0 and c["mean_s"] >= c["min_s"]
     rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
     assert len(rows) == len(cases)
-    assert "median time (ms)" in r.stdout and "log-log slopes" in r.stdout
+    assert "minimum time over the interleaved repetitions (ms)" in r.stdout and "log-log slopes" in r.stdout
 
 
 def test_cli_rejects_unknown_implementation(tmp_path):
@@ -82,9 +83,20 @@ def _frame():
     rows = []
     for impl, method, k in (("la-torch-eq7", "linear", 1.0), ("sdpa-flash", "softmax", 2.0)):
         for n, t in zip(ns, _synthetic(k, ns)):
-            rows.append(dict(impl=impl, method=method, mode="fwd", n=n, status="ok", median_s=t, io_bytes=4 * n * 256))
+            rows.append(
+                dict(impl=impl, method=method, mode="fwd", n=n, status="ok", median_s=t, min_s=t, io_bytes=4 * n * 256)
+            )
     rows.append(
-        dict(impl="sdpa-flash", method="softmax", mode="fwd", n=2**15, status="skipped", median_s=None, io_bytes=None)
+        dict(
+            impl="sdpa-flash",
+            method="softmax",
+            mode="fwd",
+            n=2**15,
+            status="skipped",
+            median_s=None,
+            min_s=None,
+            io_bytes=None,
+        )
     )
     return pd.DataFrame(rows)
 
@@ -270,3 +282,91 @@ def test_inputs_are_drawn_once_per_n_and_shared(monkeypatch):
     ]
     cases = bench.sweep(dict(_TINY, modes=("fwd", "fwdbwd")), "cpu", impls, progress=False)
     assert calls == [16, 32, 64, 128] and all(c.status == "ok" for c in cases)
+
+
+# --------------------------------------------------------------------------- issue 14: robust, sliced, planned
+def test_repetitions_are_interleaved_across_implementations():
+    from linrepro.utils.measure import time_interleaved
+
+    order = []
+    fns = {k: (lambda k=k: order.append(k)) for k in "AB"}
+    got = time_interleaved(fns, torch.device("cpu"), warmup=1, runs=3, budget_s=10.0)
+    assert order == ["A", "B"] + ["A", "B"] * 3  # warm-ups, then ABABAB (never AAABBB)
+    assert all(len(got[k][0]) == 3 and got[k][1] == 3 for k in "AB")
+
+    def boom():
+        raise RuntimeError("refuses")
+
+    got = time_interleaved({"A": lambda: None, "bad": boom}, torch.device("cpu"), 0, 2, 10.0)
+    assert isinstance(got["bad"], RuntimeError) and len(got["A"][0]) == 2  # one failure, the other goes on
+
+
+def test_theil_sen_is_not_swung_by_one_slow_point():
+    n = np.array([2**e for e in range(10, 19)], float)
+    t = 1e-9 * n
+    t[4] *= 8  # one point timed while the machine was busy
+    robust = timing.fit_slope(n, t)
+    assert abs(robust["slope"] - 1) < 0.05 and robust["ci_low"] <= 1 <= robust["ci_high"]
+    from scipy import stats
+
+    ols = stats.linregress(np.log(n), np.log(t))
+    assert abs(ols.slope - 1) > abs(robust["slope"] - 1)  # least squares is pulled by it
+
+
+def test_sliced_softmax_is_marked_checked_and_never_mixed_silently(tmp_path):
+    cfg = bench.config_from_params(
+        2, 2, 16, "float32", [6, 8], [6, 8], 1, 3, 10.0, ["fwd"], ["eq7"], {}, 1, slice_from_n=256
+    )
+    doc = bench.measure(cfg, "cpu", tmp_path, progress=False)
+    df = timing.frame(doc["cases"])
+    sm = df[(df.method == "softmax") & (df.role == "point")]
+    for impl in ("sdpa-flash", "sdpa-math"):
+        assert list(sm[sm.impl == impl].sort_values("n").sliced) == [False, False, True]
+    assert (sm.sliced == (sm.n >= 256)).all()
+    assert not df[df.method == "linear"].sliced.any()
+    checks = timing.slice_checks(df)
+    assert set(checks.n) == {128} and set(checks.impl) == {"sdpa-flash", "sdpa-math"}  # the last full N
+    assert {"full_s", "sliced_x_bh_s", "rel_diff", "agrees"} <= set(checks.columns)
+    res = timing.analyse(doc, "test")
+    sp = res["speedup"]
+    assert list(sp.sort_values("n").sliced) == [False, False, True]
+    assert (res["fits"][res["fits"].method == "softmax"].n_sliced == 1).all()
+    assert (tmp_path / "bench.csv").read_text().splitlines()[0].count("sliced") == 1
+    assert "*" in timing.report_text(doc, res) and "slice check" in timing.report_text(doc, res)
+    # a sliced case's time is the slice's × B·H, and every point has its roofline prediction
+    c = next(c for c in doc["cases"] if c["sliced"] and c["extra"].get("role") != "slice check")
+    assert c["extra"]["slice_factor"] == 4 and c["median_s"] == pytest.approx(4 * c["extra"]["slice_median_s"])
+    assert all(c["predicted_s"] and c["predicted_s"] > 0 for c in doc["cases"] if c["status"] == "ok")
+    assert doc["copy_bandwidth_Bps"] > 0 and doc["matmul_peak_flops"] > 0
+
+
+def test_h200_plan_lists_the_longest_softmax_as_sliced_with_a_predicted_time():
+    r = _bench("--profile", "h200", "--out", "unused", "--plan", timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("sdpa-flash") and "4,194,304" in ln]
+    assert lines and all("sliced" in ln for ln in lines), r.stdout[-2000:]
+    assert all("skip" not in ln for ln in lines)
+    assert "slice check" in r.stdout and "nominal" in r.stdout and "predicted total" in r.stdout
+    # the prediction is the roofline's: 4·B·H·N²·D FLOPs at the nominal peak
+    fwd = next(ln for ln in lines if " fwd " in ln)
+    pred = float(fwd.split()[-3].rstrip("s"))
+    assert pred == pytest.approx(4 * 4 * 8 * 2**44 * 64 / 989e12, rel=0.01)
+
+
+def test_timing_threads_leave_a_busy_core_alone():
+    from linrepro.utils.measure import busy_cores, timing_threads
+
+    assert timing_threads(3) == (3, None)
+    with pytest.raises(ValueError, match="-1"):
+        timing_threads(-1)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        busy = busy_cores(0.8)
+        threads, seen = timing_threads(0, interval=0.8)
+    finally:
+        hog.kill()
+    assert busy is not None and busy >= 0.7  # the hog's core is seen as busy
+    assert seen >= 0.7 and threads <= max(1, (os.cpu_count() or 1) - 1)
