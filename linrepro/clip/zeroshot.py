@@ -39,7 +39,8 @@ def classifier(model, tokenizer, classnames, templates, device="cpu") -> torch.T
 
 
 def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> dict:
-    """Top-1/top-5 accuracy, confusion matrix and images/s over ``loader`` of (images, labels)."""
+    """Top-1/top-5 accuracy, confusion matrix, per-image top-1 hits (``correct``, in the loader's
+    order) and images/s over ``loader`` of (images, labels)."""
     model.eval()
     w = classifier(model, tokenizer, classnames, templates, device)
     k = min(5, len(classnames))
@@ -47,6 +48,7 @@ def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> d
     n_cls = len(classnames)
     conf = np.zeros((n_cls, n_cls), dtype=np.int64)
     encode_s = 0.0
+    hits: list[int] = []
     with torch.no_grad():
         for images, labels in loader:
             images, labels = images.to(device), torch.as_tensor(labels).to(device)
@@ -55,7 +57,9 @@ def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> d
             encode_s += time.perf_counter() - t
             logits = feats @ w
             top = logits.topk(k, dim=-1).indices
-            correct1 += (top[:, 0] == labels).sum().item()
+            hit = top[:, 0] == labels
+            hits.extend(hit.int().tolist())
+            correct1 += hit.sum().item()
             correct5 += (top == labels[:, None]).any(-1).sum().item()
             np.add.at(conf, (labels.cpu().numpy(), top[:, 0].cpu().numpy()), 1)
             n += len(labels)
@@ -66,6 +70,7 @@ def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> d
         "top5": correct5 / n,
         "n": n,
         "confusion": conf.tolist(),
+        "correct": hits,  # per image, in the loader's order: for intervals over seeds and images
         "images_per_s": n / encode_s if encode_s > 0 else None,
     }
 

@@ -194,7 +194,7 @@ def finetune_and_compare(
 def frame(rows: list[dict]):
     import pandas as pd
 
-    df = pd.DataFrame([{k: v for k, v in r.items() if k != "confusion"} for r in rows])
+    df = pd.DataFrame([{k: v for k, v in r.items() if k not in ("confusion", "correct")} for r in rows])
     return df
 
 

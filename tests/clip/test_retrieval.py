@@ -1,0 +1,70 @@
+"""Recall@k against a brute-force rank count, and on a real tiny open_clip model."""
+
+import numpy as np
+import pytest
+import torch
+
+from linrepro.clip.retrieval import recall_at_k, retrieval
+
+
+def _brute(sim: np.ndarray, captions, k: int):
+    """For each row, sort columns by similarity (stable) and look for a matching caption."""
+    hits = []
+    for i in range(sim.shape[0]):
+        order = sorted(range(sim.shape[1]), key=lambda j: -sim[i, j])[:k]
+        hits.append(int(any(captions[j] == captions[i] for j in order)))
+    return hits
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recall_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n, d = 40, 8
+    caps = [f"class {c}" for c in rng.integers(0, 6, n)]  # duplicated captions, as rendered domains have
+    img = _unit(rng.normal(size=(n, d)))
+    txt = _unit(img + 1.2 * rng.normal(size=(n, d)))
+    r = recall_at_k(img, txt, caps, ks=(1, 5))
+    sim = img @ txt.T
+    for k in (1, 5):
+        assert r["i2t_hits"][k] == _brute(sim, caps, k)
+        assert r["t2i_hits"][k] == _brute(sim.T, caps, k)
+        assert r[f"i2t_r{k}"] == pytest.approx(np.mean(_brute(sim, caps, k)))
+    assert r["i2t_r5"] >= r["i2t_r1"]
+
+
+def test_perfect_and_shuffled_alignment():
+    rng = np.random.default_rng(3)
+    e = _unit(rng.normal(size=(30, 16)))
+    caps = [f"c{i}" for i in range(30)]
+    r = recall_at_k(e, e, caps)
+    assert r["i2t_r1"] == r["t2i_r1"] == 1.0
+    shuffled = recall_at_k(e, e[rng.permutation(30)], caps)
+    assert shuffled["i2t_r1"] < 0.3
+
+
+def test_bad_input_is_named():
+    e = np.eye(3)
+    with pytest.raises(ValueError, match="2 captions for 3 pairs"):
+        recall_at_k(e, e, ["a", "b"])
+    with pytest.raises(ValueError, match="one shape"):
+        recall_at_k(e, np.eye(4), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"\[0\]"):
+        recall_at_k(e, e, ["a", "b", "c"], ks=(0,))
+
+
+def test_retrieval_runs_on_a_tiny_open_clip():
+    import open_clip
+
+    from linrepro.clip import CONFIG_DIR  # registers the tiny configs
+
+    open_clip.add_model_config(CONFIG_DIR)
+    model = open_clip.create_model("tiny-S")
+    tok = open_clip.get_tokenizer("tiny-S")
+    images = torch.randn(6, 3, 32, 32)
+    caps = ["a red circle", "a blue square", "the digit 3", "the letter A", "a red circle", "a green star"]
+    r = retrieval(model, tok, images, caps, ks=(1, 5))
+    assert r["n"] == 6 and 0 <= r["i2t_r1"] <= r["i2t_r5"] <= 1 and len(r["t2i_hits"][1]) == 6
