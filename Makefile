@@ -46,8 +46,10 @@ format: $(STAMP)
 rehearse-device-check: $(STAMP)
 	bash scripts/rehearse-device-check.sh $(PY)
 
+## make lab: JupyterLab on the project root; .py notebooks open as notebooks; prints the URL to open
+## (lab/lab.py; LAB_ARGS go to jupyter lab, e.g. LAB_ARGS="--no-browser --port 8899")
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) lab/lab.py $(LAB_ARGS)
 
 site: $(STAMP)
 	$(VENV)/bin/linrepro site

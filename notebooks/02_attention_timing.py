@@ -162,5 +162,5 @@ display(Markdown(source))
 res["claims"][["claim", "paper", "measured"]] if len(res["claims"]) else "no timing claim could be evaluated"
 
 # %%
-path = save_results(res, "02_attention_timing")
-print("saved", path)
+res["takeaway"] = timing.takeaway(res)
+save_results(res, "02_attention_timing")

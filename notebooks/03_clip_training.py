@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -30,7 +30,7 @@
 
 # %% tags=["parameters"]
 models = ["tiny-S", "tiny-B", "tiny-L"]  # non-empty open_clip model names (see linrepro.clip.model_names())
-attentions = ["softmax", "eq7"]  # non-empty {softmax, eq4, eq7} attention of each model
+attentions = ["softmax", "eq7"]  # non-empty {softmax, eq4, eq7, released} attention of each model
 domains = ["digits", "shapes", "glyphs"]  # bundled domains to train on
 resolution = 32  # [1, ...) image side the data is rendered at and the models take (the tiny models: 32 px)
 n_per_domain = {"shapes": 600, "glyphs": 600}  # [1, ...) samples per domain before the split (unnamed: default)
@@ -59,6 +59,8 @@ from IPython.display import Markdown, display
 
 from linrepro.study import experiments as ex
 from linrepro.study.runs import run_dir, save_results, setup_notebook
+from linrepro.utils import plotting as pl
+from linrepro.utils.tables import accuracy_table, fmt_sig, tidy
 
 setup_notebook()
 out = run_dir("03_clip_training")
@@ -147,28 +149,32 @@ if extra and any(s["zero_shot"] for s in extra):
     same = [s for s in summaries for x in extra if s["model"] == x["model"] and s["attention"] == x["attention"]]
     ab = ex.results_frame(same + extra)
     ab["score_scale"] = [str(s.get("score_scale")) for s in same + extra for _ in s["zero_shot"]]
-    display(
-        ab.pivot_table(index=["model", "attention", "score_scale"], columns="domain", values="top1").style.format(
-            "{:.3f}"
-        )
-    )
+    display(accuracy_table(ab, "top1", "n_val", index=("model", "attention", "score_scale"), domains=domains))
 
 # %% [markdown]
 # ## Training curves
 
 # %%
 steps = ex.steps_frame(summaries)
-ex.fig_curves(steps, "loss").show()
+fig = ex.fig_curves(steps, "loss")
+pl.style(fig).update_layout(
+    title="Training loss (rolling mean over 10 steps): colour is the attention, dash the model size (S solid, B dashed, L dotted)"
+).show()
 
 # %%
-px.bar(
-    pd.DataFrame(summaries),
+thr = pd.DataFrame(summaries)
+fig = px.bar(
+    thr,
     x="model",
     y="images_per_s",
     color="attention",
     barmode="group",
-    title="Training throughput (images/s, median over steps)",
-).show()
+    category_orders=pl.category_orders(thr),
+    color_discrete_map=pl.colour_map(thr.attention),
+    labels={"images_per_s": "training throughput (images/s)"},
+    title="Training throughput (images/s, median over steps; one run each, no interval)",
+)
+pl.style(fig).show()
 
 # %% [markdown]
 # ## Zero-shot top-1 on each domain's held-out split
@@ -176,19 +182,16 @@ px.bar(
 # %%
 res = ex.results_frame(summaries)
 if len(res):
-    table = res.pivot_table(index=["model", "attention"], columns="domain", values="top1")
-    fig = px.bar(
+    chance = dict(zip(res.domain, res.chance, strict=False))
+    pl.accuracy_bars(
         res,
-        x="domain",
-        y="top1",
-        color="attention",
-        barmode="group",
-        facet_col="model",
-        title="Zero-shot top-1 (dotted: chance)",
-    )
-    fig.add_hline(y=0.1, line_dash="dot")
-    fig.show()
-    display(table.style.format("{:.3f}"))
+        value="top1",
+        n="n_val",
+        domains=domains,
+        chance=chance,
+        title="Zero-shot top-1 with 95% Wilson intervals over the held-out images (grey bars: chance)",
+    ).show()
+    display(accuracy_table(res, "top1", "n_val", domains=domains))
 else:  # external training data: no bundled held-out split to evaluate here
     display(Markdown("No zero-shot domains for this training data: notebook 04 evaluates these models."))
 
@@ -197,11 +200,26 @@ digits = res[res.domain == "digits"].set_index(["model", "attention"]).top1 if l
 if len(digits):
     verdict = pd.DataFrame({"digits top-1": digits, "bar": [0.90 if a == "softmax" else 0.80 for _, a in digits.index]})
     verdict["meets bar"] = verdict["digits top-1"] >= verdict["bar"]
+    verdict["n"] = res[res.domain == "digits"].set_index(["model", "attention"]).n_val
     display(Markdown("Acceptance bars: softmax ≥ 0.90 and LA ≥ 0.80 on the digits domain (chance 0.10)."))
-    display(verdict)
+    display(tidy(pl.sort_frame(verdict)))
 
 # %%
 # paths are stored relative to this run's folder, so a moved or copied run still works (ex.load_training)
+n_val = res[res.domain == "digits"].n_val.max() if len(res) and (res.domain == "digits").any() else None
+if len(digits) and n_val:
+    lo, hi = pl.wilson_interval(digits.values, n_val)
+    best = "; ".join(
+        f"{m}/{a} {fmt_sig(v)} [{fmt_sig(lo_, 2)}, {fmt_sig(hi_, 2)}]"
+        for ((m, a), v), lo_, hi_ in zip(digits.items(), lo, hi, strict=True)
+    )
+    takeaway = (
+        f"Zero-shot top-1 on the digits held-out split (n = {int(n_val):,} images, 95% Wilson intervals): {best}. "
+        f"Basis: proxy — tiny CLIPs ({', '.join(pl.model_order(models))}) trained {epochs} epoch(s) on "
+        f"{dataset.get('n_train', 0):,} synthetic pairs at {resolution} px, one seed ({seed})."
+    )
+else:
+    takeaway = f"Trained {len(summaries)} model(s) on {train_data or 'the bundled domains'}; no held-out digits split to report here."
 path = save_results(
     ex.relative_paths(
         {
@@ -210,9 +228,12 @@ path = save_results(
             "results": res,
             "extra_summaries": extra,
             "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()},
+            "takeaway": takeaway,
+            "n": {"training pairs": dataset.get("n_train"), "held-out images per domain (max)": int(res.n_val.max())}
+            if len(res)
+            else {"training pairs": dataset.get("n_train")},
         },
         out,
     ),
     "03_clip_training",
 )
-print("saved", path)

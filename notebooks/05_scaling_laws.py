@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -45,6 +45,8 @@ from IPython.display import Markdown, display
 from linrepro.study import scaling
 from linrepro.study.experiments import load_training
 from linrepro.study.runs import find_run, load_results, save_results, setup_notebook
+from linrepro.utils import plotting as pl
+from linrepro.utils.tables import fmt_sig, tidy
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
@@ -64,23 +66,23 @@ points = scaling.points_from_training(trained, fit_domain, (evaluated or {}).get
 pts = pd.DataFrame(points).drop(columns=["confusion", "tail_losses"])
 display(
     Markdown(
-        f"Runs from `{source}`; zero-shot error on **{fit_domain}** from "
-        + (f"`{ev_source}`." if ev_source else "training's own evaluation.")
+        f"Runs from `{source.parent.name}/{source.name}`; zero-shot error on **{fit_domain}** from "
+        + (f"`{ev_source.parent.name}/{ev_source.name}`." if ev_source else "training's own evaluation.")
     )
 )
-pts
+tidy(pl.sort_frame(pts), index=False)
 
 # %% [markdown]
 # ## Fits
-# Compute is $6\,N_\text{params}\,T$ with $T$ the tokens processed (image patches + class token
-# + text context, times samples seen).
+# Compute is $6\,N_\text{params}\,T$ with $T$ the tokens processed: image patches, class token
+# and text context, times the samples seen.
 
 # %%
 tokens = pts.compute / (6 * pts.n_params_nonembed)
 if np.allclose(tokens, tokens.iloc[0]):
     display(
         Markdown(
-            f"Every run processed the same {tokens.iloc[0]:.3g} tokens, so compute is proportional to "
+            f"Every run processed the same {fmt_sig(tokens.iloc[0])} tokens, so compute is proportional to "
             "size here: the compute fits have the same exponents as the size fits, on a shifted axis."
         )
     )
@@ -88,12 +90,20 @@ if np.allclose(tokens, tokens.iloc[0]):
 # %%
 results = scaling.fit_all(points, n_resamples=n_resamples, seed=seed)
 for name, r in results.items():
-    scaling.fig_fit(r, name).show()
+    metric, x = name.split(" vs ")
+    title = f"{pl.AXIS_TITLES.get(metric, metric)} against {pl.AXIS_TITLES.get(x, x)}: points measured, lines fitted"
+    pl.style(scaling.fig_fit(r, title)).show()
 
 # %%
 table = scaling.exponent_table(results)
-display(table.style.format({c: "{:+.3f}" for c in ("b", "b_lo", "b_hi", "diff", "diff_lo", "diff_hi")}, na_rep="—"))
-scaling.fig_exponents(table.to_dict("records")).show()
+display(
+    tidy(
+        pl.sort_frame(table),
+        index=False,
+        caption="exponent b with its bootstrap 95% interval [b_lo, b_hi]; diff: b(LA) − b(softmax)",
+    )
+)
+pl.style(scaling.fig_exponents(table.to_dict("records"))).show()
 
 # %% [markdown]
 # ## The claim, as these runs answer it
@@ -102,8 +112,38 @@ scaling.fig_exponents(table.to_dict("records")).show()
 display(Markdown(scaling.verdict_text(results)))
 
 # %%
+main = "error vs n_params_nonembed"
+la_rows = table[(table.fit == main) & (table.attention != "softmax")]
+sm_row = table[(table.fit == main) & (table.attention == "softmax")]
+
+
+def b3(v):  # an exponent: 3 decimals, signed, no -0.000
+    return f"{round(float(v), 3) + 0.0:+.3f}"
+
+
+takeaway = (
+    f"Same scaling law? **{scaling.same_law_verdict(results)}** over {len(results)} fits. "
+    + " ".join(
+        f"On {fit_domain} error against size: softmax b = {b3(sm_row.b.iloc[0])} "
+        f"[{b3(sm_row.b_lo.iloc[0])}, {b3(sm_row.b_hi.iloc[0])}], {r.attention} b = {b3(r.b)} "
+        f"[{b3(r.b_lo)}, {b3(r.b_hi)}], difference {b3(r['diff'])} [{b3(r.diff_lo)}, {b3(r.diff_hi)}]."
+        for _, r in la_rows.iterrows()
+        if len(sm_row)
+    )
+    + (
+        f" Basis: proxy — {pts.model.nunique()} model sizes, one training seed; bootstrap 95% intervals over "
+        "validation images and late training steps, not over seeds."
+    )
+)
 path = save_results(
-    {"source_run": source, "fit_domain": fit_domain, "points": pts, "fits": results, "exponents": table},
+    {
+        "takeaway": takeaway,
+        "n": {"model sizes": int(pts.model.nunique()), "bootstrap resamples": n_resamples},
+        "source_run": source,
+        "fit_domain": fit_domain,
+        "points": pts,
+        "fits": results,
+        "exponents": table,
+    },
     "05_scaling_laws",
 )
-print("saved", path)

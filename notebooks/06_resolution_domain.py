@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -48,19 +48,21 @@ from IPython.display import Markdown, display
 from linrepro.study import evaluation as ev
 from linrepro.study.experiments import load_training
 from linrepro.study.runs import find_run, run_dir, save_results, setup_notebook
+from linrepro.utils import plotting as pl
+from linrepro.utils.tables import tidy
 
 setup_notebook()
 source = find_run("03_clip_training", train_run)
 trained = load_training(source)  # stored paths resolved against the run folder
 summaries, dataset = trained["summaries"], trained["dataset"]
 sets = ev.eval_sets(domains, dataset, limit=limit or None)
-order = list(dict.fromkeys(s["model"] for s in summaries))
+order = pl.model_order(s["model"] for s in summaries)
 model = heatmap_model or max(summaries, key=lambda s: s.get("n_params") or 0)["model"]
 if model not in order:
     raise ValueError(f"heatmap_model {model!r} was not trained in {source}; it has {order}")
 display(
     Markdown(
-        f"Models from `{source}` (trained at {ev.trained_resolution(dataset)} px). "
+        f"Models from run `{source.parent.name}/{source.name}` (trained at {ev.trained_resolution(dataset)} px). "
         f"Evaluating {', '.join(e.name for e in sets)} at {resolutions} px."
     )
 )
@@ -90,7 +92,7 @@ fig = px.imshow(
     x=[str(r) for r in panels["softmax"].columns],
     y=list(panels["softmax"].index),
     labels={"x": "resolution (px)", "y": "domain", "color": "top-1"},
-    title=f"{model}: zero-shot top-1, softmax (left) and {la} (right)",
+    title=f"{model}: zero-shot top-1, softmax (left) and {la} (right); n = {int(df.n.max()):,} images per cell",
 )
 fig.for_each_annotation(lambda a: a.update(text=["softmax", la][int(a.text.split("=")[1])]))
 fig.show()
@@ -109,21 +111,27 @@ px.imshow(
 ).show()
 
 # %%
-px.line(
-    df,
+dfi = pl.add_accuracy_intervals(df, "top1", "n")
+dfi["resolution"] = dfi.resolution.astype(str)  # categories, so that coinciding points sit side by side
+fig = px.line(
+    dfi,
     x="resolution",
     y="top1",
-    color="domain",
-    line_dash="attention",
-    facet_col="model",
+    color="attention",
+    line_dash="model",
+    facet_col="domain",
     markers=True,
-    category_orders={"model": order},
-    title="Zero-shot top-1 against resolution, every model",
-).show()
-display(Markdown("**LA − softmax top-1, every model** (rows: model, domain; columns: resolution)"))
-diff.pivot_table(index=["model", "domain"], columns="resolution", values=dcol).style.format(
-    "{:+.3f}"
-).background_gradient(cmap="RdBu", vmin=-0.5, vmax=0.5)
+    error_y="top1_plus",
+    error_y_minus="top1_minus",
+    category_orders={**pl.category_orders(dfi, names), "resolution": [str(r) for r in sorted(set(df.resolution))]},
+    color_discrete_map=pl.colour_map(dfi.attention),
+    hover_data=["n"],
+    labels={"resolution": "image side (px)", "top1": "zero-shot top-1"},
+    title="Zero-shot top-1 against resolution: colour is the attention, dash the model size; 95% Wilson intervals",
+)
+pl.style(fig).update_layout(scattermode="group", scattergap=0.7).show()
+display(Markdown("**LA − softmax top-1, every model** (rows: model, domain; columns: image side in px)"))
+tidy(pl.sort_frame(diff.pivot_table(index=["model", "domain"], columns="resolution", values=dcol), names))
 
 # %% [markdown]
 # ## Throughput and memory against resolution
@@ -135,37 +143,31 @@ speed = pd.DataFrame(
     ev.throughput_sweep(summaries, throughput_resolutions, batch=throughput_batch, runs=throughput_runs)
 )
 speed["peak_MB"] = speed.peak_bytes / 2**20
-px.line(
-    speed,
-    x="tokens",
-    y="images_per_s",
-    color="model",
-    line_dash="attention",
-    markers=True,
-    log_x=True,
-    log_y=True,
-    category_orders={"model": order},
-    hover_data=["resolution"],
-    title="Image-tower throughput (images/s) against tokens per image",
-).show()
-px.line(
-    speed,
-    x="tokens",
-    y="peak_MB",
-    color="model",
-    line_dash="attention",
-    markers=True,
-    log_x=True,
-    category_orders={"model": order},
-    hover_data=["resolution"],
-    title=f"Peak memory added by one batch of {throughput_batch} (MB)",
-).show()
+for y, title, log_y in (
+    ("images_per_s", f"Image-tower throughput against tokens per image (median of {throughput_runs} batches)", True),
+    ("peak_MB", f"Peak memory added by one batch of {throughput_batch} images", False),
+):
+    fig = px.line(
+        speed,
+        x="tokens",
+        y=y,
+        color="attention",
+        line_dash="model",
+        markers=True,
+        log_x=True,
+        log_y=log_y,
+        category_orders=pl.category_orders(speed),
+        color_discrete_map=pl.colour_map(speed.attention),
+        hover_data=["resolution"],
+        title=title + ": colour is the attention, dash the model size",
+    )
+    pl.style(fig).show()
 ratio = speed.pivot_table(index=["model", "resolution", "tokens"], columns="attention", values="images_per_s")
 ratio[f"{la} / softmax"] = ratio[la] / ratio["softmax"]
-ratio.style.format("{:.2f}")
+tidy(pl.sort_frame(ratio), caption="images/s of each image tower, and the LA / softmax ratio")
 
 # %% [markdown]
-# ## Fine-tuning at a new resolution (optional)
+# ## Fine-tuning at a new resolution
 
 # %%
 if finetune_resolution:
@@ -180,10 +182,12 @@ if finetune_resolution:
         lr=finetune_lr,
     )
     display(Markdown(f"{model} fine-tuned for {finetune_epochs} epoch(s) at {finetune_resolution} px:"))
-    display(cmp)
+    display(tidy(cmp))
 else:
     ft_rows = []
-    print("fine-tuning skipped (finetune_resolution = 0)")
+    display(
+        Markdown("Not run in this profile: `finetune_resolution` is 0 (set it to a resolution in px to fine-tune).")
+    )
 
 # %% [markdown]
 # ## What the numbers say
@@ -195,6 +199,10 @@ display(Markdown("\n".join(found["lines"])))
 # %%
 path = save_results(
     {
+        "takeaway": " ".join(line.lstrip("- ") for line in found["lines"][:2])
+        + f" Basis: proxy — {len(order)} tiny model size(s) trained at {ev.trained_resolution(dataset)} px on "
+        f"synthetic domains, {limit or 'all'} images per domain and resolution, one seed.",
+        "n": {"images per domain and resolution": int(df.n.max()) if "n" in df else limit},
         "source_run": source,
         "heatmap_model": model,
         "rows": rows,
@@ -209,4 +217,3 @@ path = save_results(
     },
     "06_resolution_domain",
 )
-print("saved", path)

@@ -109,6 +109,7 @@ class StepLog:
         self._cur: dict | None = None
         self._truncated = False
         self._keys: list[str] | None = None
+        self._last_report = float("-inf")
 
     def add_scalar(self, name: str, value, step: int | None = None, *args, **kwargs):
         value = float(value)
@@ -138,6 +139,7 @@ class StepLog:
             return
         row, self._cur = self._cur, None
         self.rows.append(row)
+        self._report(row["step"])
         if self._keys is None or any(k not in self._keys for k in row):
             self._rewrite()
             return
@@ -145,6 +147,20 @@ class StepLog:
             f.write(json.dumps(row) + "\n")
         with open(self.csv, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._keys).writerow(row)
+
+    def _report(self, step: int) -> None:
+        """The model, step k/total and the time left, to the run's progress line (the terminal of
+        ``linrepro run``/``reproduce``, never the report), at most every 2 s."""
+        import time
+
+        from linrepro.utils import progress
+
+        now = time.monotonic()
+        total = _total_steps[0]
+        if now - self._last_report < 2.0 and (total is None or step + 1 < total):
+            return
+        self._last_report = now
+        progress.status(f"training {self.dir.name}", step + 1, total, unit="step", key=str(self.dir))
 
     def _rewrite(self):
         from linrepro.utils.io import atomic_write_text
@@ -225,6 +241,17 @@ def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto
                 if type(h) is logging.StreamHandler:
                     logging.root.removeHandler(h)
 
+    schedulers = {n: getattr(ocm, n) for n in ("cosine_lr", "const_lr", "const_lr_cooldown") if hasattr(ocm, n)}
+
+    def counting(make):
+        def wrapped(optimizer, base_lr, warmup_length, steps, *args, **kwargs):
+            _total_steps[0] = int(steps)  # the run's total optimiser steps, for the progress line
+            return make(optimizer, base_lr, warmup_length, steps, *args, **kwargs)
+
+        return wrapped
+
+    for n, make in schedulers.items():
+        setattr(ocm, n, counting(make))
     ocm.create_model_and_transforms = create
     ocm.tensorboard = SimpleNamespace(SummaryWriter=StepLog)
     ocm.setup_logging = setup_logging
@@ -250,6 +277,9 @@ def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto
             yield
     finally:
         torch.save = orig_save
+        for n, make in schedulers.items():
+            setattr(ocm, n, make)
+        _total_steps[0] = None
         ocm.create_model_and_transforms = orig_create
         ocm.tensorboard = orig_tb
         ocm.setup_logging = orig_setup
@@ -385,6 +415,7 @@ def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
 
 _created: list = []
 _started = [False]  # set by StepLog when this process logs its first training step
+_total_steps: list[int | None] = [None]  # set from open_clip_train's scheduler: its total step count
 
 
 def _log_base(argv: list[str]) -> tuple[Path | None, str | None]:

@@ -16,6 +16,7 @@ import contextlib
 import datetime as _dt
 import errno
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,6 +34,7 @@ from linrepro.runner.record import RunInterrupted
 from linrepro.study.runs import process_record
 from linrepro.utils import project, provenance
 from linrepro.utils.io import atomic_write_text, write_json
+from linrepro.utils.progress import PROGRESS_FILE, read_progress
 
 
 @dataclass
@@ -83,6 +85,73 @@ def _strip_plotlyjs(executed: Path, log=print) -> None:
         strip_plotlyjs_file(executed)
     except Exception as e:
         log(f"[linrepro] could not strip plotly.js from {executed.name}: {type(e).__name__}: {e}")
+
+
+class ProgressFollower:
+    """Shows a recorded run's inner progress (``<run>/progress.txt``, written by
+    :mod:`linrepro.utils.progress` in the kernel) in the user's terminal, above papermill's
+    "Executing" bar: a line when the task changes (another model, epoch or split), and at most
+    every ``every`` seconds while it runs. The kernel's stderr, and so the report, never sees it."""
+
+    def __init__(self, run_dir: Path, notebook: str, every: float = 15.0, poll: float = 0.5, write=None):
+        import threading
+
+        self.path = Path(run_dir) / PROGRESS_FILE
+        self.notebook, self.every, self.poll = notebook, every, poll
+        self.write = write or _tqdm_write
+        self.shown: list[str] = []
+        self._last: tuple[str, str, float] | None = None  # (line, task, time shown)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="linrepro-progress", daemon=True)
+
+    @staticmethod
+    def task_of(line: str) -> str:
+        """The part of a progress line before its percentage: what is being done."""
+        m = re.match(r"(.*?):?\s*\d{1,3}%\|", line)
+        return (m.group(1) if m else line.split(":")[0]).strip()
+
+    def check(self, now: float | None = None) -> str | None:
+        """Read the file once; the line shown, if one is due."""
+        now = time.monotonic() if now is None else now
+        line = read_progress(self.path.parent)
+        if not line or (self._last is not None and line == self._last[0]):
+            return None
+        task = self.task_of(line)
+        done = bool(re.search(r"\b100%\|", line))
+        if self._last is None or task != self._last[1] or done or now - self._last[2] >= self.every:
+            self._last = (line, task, now)
+            text = f"    {self.notebook} · {line}"
+            self.shown.append(text)
+            self.write(text)
+            return text
+        return None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll):
+            with contextlib.suppress(Exception):
+                self.check()
+
+    def __enter__(self):
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.check(now=float("inf"))  # the last state, if not shown yet
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
+def _tqdm_write(text: str) -> None:
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)  # above papermill's bar, which is redrawn below it
 
 
 def prepare(notebook: str, profile: str, overrides: dict[str, Any] | None = None) -> tuple[Path, dict]:
@@ -175,12 +244,16 @@ def execute(
                 import papermill as pm
 
                 _to_ipynb(nb_path, src)
-                with _env(
-                    LINREPRO_RUN_DIR=str(path),
-                    LINREPRO_PROFILE=profile,
-                    LINREPRO_NOTEBOOK=stem,
-                    LINREPRO_RESUME="1" if into is not None else "0",
-                    PYDEVD_DISABLE_FILE_VALIDATION="1",
+                follow = ProgressFollower(path, stem) if progress else contextlib.nullcontext()
+                with (
+                    follow,
+                    _env(
+                        LINREPRO_RUN_DIR=str(path),
+                        LINREPRO_PROFILE=profile,
+                        LINREPRO_NOTEBOOK=stem,
+                        LINREPRO_RESUME="1" if into is not None else "0",
+                        PYDEVD_DISABLE_FILE_VALIDATION="1",
+                    ),
                 ):
                     pm.execute_notebook(
                         str(src),

@@ -20,7 +20,10 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px so
 table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa} .ok{color:#1a7f37;font-weight:600} .failed{color:#cf222e;font-weight:600} .running{color:#9a6700;font-weight:600} .interrupted{color:#bc4c00;font-weight:600} .unreadable{color:#cf222e;font-weight:600}
 .muted{color:#656d76;font-size:.9em} h3{margin-top:1.4rem}
-table.ledger td:nth-child(5){font-size:.9em} table.ledger td:first-child{color:#656d76} code{background:#f6f8fa;padding:0 .25rem;border-radius:4px}
+table.ledger td{text-align:left} table.ledger td:nth-child(5){font-size:.9em}
+.scope{border:1px solid #d0d7de;border-radius:8px;background:#f6f8fa;padding:.6rem 1rem;margin:1rem 0}
+.scope h2{margin:.2rem 0 .4rem 0;border:0;font-size:1.15rem} .scope ul{margin:0;padding-left:1.2rem} .scope table{margin:0} .scope th{background:none;width:11rem;white-space:nowrap}
+.scope td,.scope th{border-bottom:1px solid #e6e9ec;padding:.25rem .5rem} .headline{font-size:1.05rem;font-weight:600;margin:.6rem 0} table.ledger td:first-child{color:#656d76} code{background:#f6f8fa;padding:0 .25rem;border-radius:4px}
 """
 
 
@@ -62,7 +65,7 @@ def _row(meta: dict, site_dir: Path) -> str:
         else '<span class="muted">no report</span>'
     )
     err = meta.get("error") or meta.get("note") or ""
-    err_html = f'<div class="muted">{html.escape(err.splitlines()[0][:240])}</div>' if err else ""
+    err_html = f'<div class="muted">{html.escape(err.splitlines()[0])}</div>' if err else ""
     dur = meta.get("duration_s")
     return (
         f"<tr><td>{html.escape(meta.get('profile', '?'))}</td>"
@@ -117,16 +120,200 @@ def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
             f"results cannot be read: {html.escape(str(e) if isinstance(e, ValueError) else f'{type(e).__name__}: {e}')} "
             f'(<a href="{html.escape(report)}">its report</a>). Run <code>linrepro run 07_claims_ledger</code> again.</p>'
         )
-    counts = ", ".join(f"<b>{n}</b> {html.escape(v)}" for v, n in c.items())
+    counts = ", ".join(f"<b>{n}</b> {html.escape(v)}" for v, n in c.items())  # the summary's counts, not re-counted
     return (
         f"<h2 id=ledger>Claims ledger</h2><p>The seed report's {n_claims} claims, each checked "
         f"against this package's runs (profile {html.escape(ledger.get('profile', '?'))}, "
-        f"{html.escape(ledger.get('started', '?'))}): {counts}. "
+        f"{html.escape(ledger.get('started', '?'))}). Of the {n_claims} claims: {counts}. "
         f'<a href="{html.escape(report)}">ledger report</a></p>'
         + claims
         + "<h2 id=findings>Beyond the claims: the seed's question</h2>"
-        + found
+        + f"<p class=muted>What the training, scaling and resolution runs found. These findings are not "
+        f"among the {n_claims} claims, and their words (a scaling law “contradicted”, say) are not "
+        "counted in the verdicts above.</p>" + found
     )
+
+
+# --------------------------------------------------------------------------- the scope box
+SPEC_PATH = "linrepro/attention/__init__.py"  # the written spec of the paper's math (its docstring)
+SEED_MARKS = (
+    "The <b>seed's mark</b> column is the seed report's own assessment, made before any run: "
+    "“verified” (✓ in the seed report) means it checked the claim against the documents it retrieved, "
+    "“unverified” (×) that it did not, and the number is its confidence in the claim, from 0 to 1. "
+    "It is independent of the verdict, which comes from this package's runs: “unverified” beside a "
+    "green “supported” means the seed could not verify a claim that these runs support."
+)
+
+
+def _headline(ledger: dict | None) -> str:
+    try:
+        text = ledger["results"]["summary"]["headline"] if ledger else None
+    except (KeyError, TypeError):
+        text = None
+    return f"<p class=headline>{html.escape(str(text))}</p>" if text else ""
+
+
+def evidence_runs(runs: list[dict], profile: str | None) -> dict[str, dict]:
+    """The newest finished run of each notebook in ``profile``: what the ledger reads."""
+    out: dict[str, dict] = {}
+    for m in runs:  # newest first
+        if m.get("status") == "ok" and m.get("profile") == profile and m.get("notebook") not in out:
+            out[m["notebook"]] = m
+    return out
+
+
+def _run_files(meta: dict) -> dict:
+    from linrepro.runner.report import run_context
+
+    return run_context(meta["dir"])
+
+
+def _join(items) -> str:
+    items = list(dict.fromkeys(str(i) for i in items if i is not None and str(i) != ""))
+    return ", ".join(items) if items else "not recorded"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _model_scale(files: dict | None) -> str:
+    """Model scale and training data, from a 03_clip_training run's params.yaml and results.json."""
+    if not files:
+        return "no finished 03_clip_training run in this profile: no CLIP was trained"
+    p, r = files.get("params") or {}, files.get("results") or {}
+    models, atts = p.get("models") or [], p.get("attentions") or []
+    summ = r.get("summaries") or [] if isinstance(r, dict) else []
+    sizes = [s.get("n_params") for s in summ if isinstance(s, dict) and isinstance(s.get("n_params"), (int, float))]
+    ds = r.get("dataset") if isinstance(r, dict) else None
+    text = f"{len(models)} model size{'s' if len(models) != 1 else ''} ({', '.join(map(str, models))})"
+    if sizes:
+        text += f", {min(sizes) / 1e6:.2g}–{max(sizes) / 1e6:.2g} M parameters"
+    text += f", each with {' and '.join(map(str, atts))} attention"
+    if p.get("train_data"):
+        text += f"; trained on {p['train_data']}"
+    else:
+        n_train = ds.get("n_train") if isinstance(ds, dict) else None
+        doms = p.get("domains") or []
+        text += (
+            f"; trained {p.get('epochs', '?')} epoch{'s' if p.get('epochs') != 1 else ''} on "
+            + (f"{n_train:,} " if isinstance(n_train, int) else "")
+            + f"synthetic image–caption pairs of {len(doms)} domain{'s' if len(doms) != 1 else ''} "
+            f"({', '.join(map(str, doms))}) rendered at {p.get('resolution', '?')} px, "
+            "not LAION-400M; evaluated zero-shot on their held-out splits, not ImageNet-21K"
+        )
+    return text
+
+
+def _seeds(files: dict[str, dict]) -> str:
+    seeds: dict[str, set] = {}
+    for nb, f in files.items():
+        p = f.get("params") or {}
+        for k in ("seeds", "seed"):
+            if k in p:
+                v = p[k]
+                seeds.setdefault(nb, set()).update(map(str, v if isinstance(v, list) else [v]))
+    if not seeds:
+        return "not recorded"
+    counts = {len(v) for v in seeds.values()}
+    values = sorted(set().union(*seeds.values()))
+    if counts == {1}:
+        return (
+            f"one seed per run ({'seed ' + ', '.join(values)}): every interval shown is over images or "
+            "steps within a run, none over seeds"
+        )
+    return "; ".join(f"{nb}: {len(v)} seeds ({', '.join(sorted(v))})" for nb, v in seeds.items())
+
+
+def _not_tested(ledger: dict | None, files: dict[str, dict], profile: str | None, site_dir: Path) -> str:
+    from linrepro.utils import project as _project
+
+    items = []
+    try:
+        rows = ledger["results"]["claims"] if ledger else []
+        untestable = [r for r in rows if r.get("verdict") == "not testable here" or r.get("basis", "x") is None]
+        if untestable:
+            items.append(
+                f"{len(untestable)} of the {len(rows)} claims could not be tested here: "
+                + "; ".join(
+                    f"#{r.get('n')} ({r.get('reason') or r.get('evidence') or 'see the ledger'})" for r in untestable
+                )
+            )
+    except (KeyError, TypeError):
+        pass
+    cuda = [((f.get("provenance") or {}).get("device") or {}).get("cuda") for f in files.values()]
+    if files and not any(cuda):
+        items.append("nothing ran on a GPU: the Triton kernels and GPU timings were not measured in these runs")
+    try:
+        missing = [nb for nb in _project.list_notebooks() if nb not in files]
+    except (OSError, FileNotFoundError):
+        missing = []
+    if missing and profile:
+        items.append(f"no finished run in profile {profile} of {', '.join(missing)}")
+    items.append("the paper's own models, data (LAION-400M) and ImageNet-21K evaluation")
+    return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+
+def scope_html(runs: list[dict], ledger: dict | None, site_dir: Path) -> str:
+    """What was tested, on what, with what confidence: computed from the runs the ledger reads
+    (the newest finished run of each notebook in the ledger's profile), their provenance.json,
+    params.yaml and results.json."""
+    from linrepro.runner.report import commit_text, hardware_text
+    from linrepro.utils import project as _project
+
+    profile = ledger.get("profile") if ledger else (runs[0].get("profile") if runs else None)
+    ev = evidence_runs(runs, profile)
+    files = {nb: _run_files(m) for nb, m in ev.items()}
+    provs = [f.get("provenance") for f in files.values() if f.get("provenance")]
+    total = sum(m.get("duration_s") or 0 for m in ev.values())
+    starts = sorted(m.get("started", "") for m in ev.values() if m.get("started"))
+    versions: dict = {}
+    for pv in provs:
+        for k, v in (pv.get("versions") or {}).items():
+            versions.setdefault(k, set()).add(v)
+    pys = {pv.get("python") for pv in provs if pv.get("python")}
+    ver = ", ".join(
+        f"{name} {_join(sorted(versions.get(k, {None}) - {None}))}"
+        for k, name in (("torch", "torch"), ("triton", "triton"), ("open_clip_torch", "open_clip"), ("numpy", "numpy"))
+        if versions.get(k, {None}) - {None}
+    )
+    if pys:
+        ver = f"python {_join(sorted(pys))}, " + ver
+    try:
+        spec = os.path.relpath(_project.root() / SPEC_PATH, site_dir)
+    except FileNotFoundError:
+        spec = SPEC_PATH
+    rows = [
+        ("hardware", html.escape(_join(hardware_text(pv) for pv in provs)) if provs else "no finished runs yet"),
+        (
+            "run time",
+            html.escape(
+                f"{_duration(total)} over {len(ev)} notebook{'s' if len(ev) != 1 else ''} (profile {profile}), "
+                f"{starts[0][:16].replace('T', ' ')} to {starts[-1][:16].replace('T', ' ')} UTC"
+            )
+            if starts
+            else "no finished runs yet",
+        ),
+        ("commit", "<code>" + html.escape(_join(commit_text(pv) for pv in provs)) + "</code>"),
+        ("versions", html.escape(ver) or "not recorded"),
+        (
+            "the paper",
+            "paper text and code unavailable; equations reconstructed (what is known and what is "
+            f'reconstructed: <a href="{html.escape(spec)}">the spec</a>, the docstring of '
+            f"<code>{SPEC_PATH}</code>)",
+        ),
+        ("models and data", html.escape(_model_scale(files.get("03_clip_training")))),
+        ("seeds", html.escape(_seeds(files))),
+        ("not tested", _not_tested(ledger, files, profile, site_dir)),
+        ("the seed's marks", SEED_MARKS),
+    ]
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<section class=scope id=scope><h2>Scope of these runs</h2><table>{body}</table></section>"
 
 
 def build_site(out_root: Path | None = None) -> Path:
@@ -134,6 +321,7 @@ def build_site(out_root: Path | None = None) -> Path:
     site_dir = root / "site"
     site_dir.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(root)
+    ledger = latest_ledger(runs)
     by_nb: dict[str, list[dict]] = {}
     for m in runs:
         by_nb.setdefault(m.get("notebook", "?"), []).append(m)
@@ -141,9 +329,11 @@ def build_site(out_root: Path | None = None) -> Path:
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>linrepro reports</title>"
         f"<style>{_CSS}</style></head><body>",
         "<h1>linrepro</h1><p class=muted>Linear attention in CLIP-style transformers "
-        "(arXiv:2604.10064). The claims ledger first, then every run of every notebook, newest first. "
-        "Everything opens offline.</p>",
-        _ledger_section(latest_ledger(runs), root, site_dir),
+        "(arXiv:2604.10064). The scope of these runs, the claims ledger, then every run of every "
+        "notebook, newest first. Everything opens offline.</p>",
+        _headline(ledger),
+        scope_html(runs, ledger, site_dir),
+        _ledger_section(ledger, root, site_dir),
         "<h2 id=reports>Reports</h2>",
     ]
     if not runs:

@@ -30,13 +30,129 @@ def save_results(results: dict, notebook: str = "interactive") -> Path:
 
 
 def setup_notebook() -> None:
-    """Call at the top of a notebook: plotly renders in JupyterLab and in offline HTML reports."""
+    """Call at the top of a notebook, right after its parameters cell: plotly renders in JupyterLab
+    and in offline HTML reports, and in a JupyterLab session the git-ignored ``interactive.yaml``
+    overlay (:func:`interactive_overlay`) sets parameters without touching the committed defaults."""
     import plotly.io as pio
 
-    # mimetype for JupyterLab, 'notebook' (connected=False) adds each figure's HTML for nbconvert
-    # and inlines plotly.js once; a recorded run's stored .ipynb drops that copy and its report.html
-    # embeds plotly.js itself (linrepro.runner.report). The default renderer makes nbconvert drop figures.
-    pio.renderers.default = "plotly_mimetype+notebook"
+    __import__("linrepro.utils.plotting", fromlist=["activate"]).activate()  # template, palette, 3-s.f. tables
+    if os.environ.get("LINREPRO_RUN_DIR"):
+        # a recorded run: mimetype for JupyterLab, 'notebook' (connected=False) adds each figure's
+        # HTML for nbconvert and inlines plotly.js once; the stored .ipynb drops that copy and its
+        # report.html embeds plotly.js itself (linrepro.runner.report). The default renderer makes
+        # nbconvert drop figures.
+        pio.renderers.default = "plotly_mimetype+notebook"
+        return
+    # JupyterLab (or plain papermill): JupyterLab draws the figures from their plotly JSON, so the
+    # saved .ipynb carries no 4.8 MB copy of plotly.js
+    pio.renderers.default = "plotly_mimetype"
+    stem = _session_notebook()
+    if stem:
+        import sys
+
+        applied = interactive_overlay(stem, sys._getframe(1).f_globals)
+        if applied:
+            print(applied)
+
+
+# --------------------------------------------------------------------------- interactive parameters
+INTERACTIVE_FILE = "interactive.yaml"
+
+
+def _session_notebook() -> str | None:
+    """The notebook a JupyterLab kernel runs (jupyter_server gives its path as ``JPY_SESSION_NAME``),
+    as a stem of notebooks/; None outside a Jupyter session (papermill, nbmake, python) or for
+    another file."""
+    name = os.environ.get("JPY_SESSION_NAME")
+    if not name:
+        return None
+    stem = Path(name).stem
+    return stem if stem in project.list_notebooks() else None
+
+
+def _parameter_types(stem: str) -> dict[str, type | None]:
+    """{name: type of its default} for the notebook's parameters cell; None for a parameter whose
+    type is a quoted annotation ("ScoreScale", "OptionalStr", ...) or whose default is None."""
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(project.notebooks_dir() / f"{stem}.py")
+    src = next((c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])), "")
+    out: dict[str, type | None] = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = type(ast.literal_eval(node.value))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[node.target.id] = None
+    return {k: (None if t is type(None) else t) for k, t in out.items()}
+
+
+def _check_value(where: str, key: str, value, t: type | None):
+    if t is None:
+        return value
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not t:
+        raise ValueError(f"{where}: parameter {key!r} must be {t.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def interactive_overlay(stem: str, namespace: dict, path: Path | None = None) -> str:
+    """Set the notebook's parameters in ``namespace`` from ``interactive.yaml`` at the project root
+    (git-ignored; only JupyterLab sessions read it, never ``linrepro run``/``reproduce`` or papermill)::
+
+        profile: smoke            # optional: start from params/smoke/<notebook>.yaml
+        01_kernel_derivation:     # optional: then these values, for this notebook only
+          n_queries: 8
+
+    Returns one line saying what was set ('' when the file is absent or sets nothing here). An
+    unknown profile or parameter, a profile without this notebook, or a value of the wrong type
+    raises ValueError naming it. Ranges are not checked here (``linrepro run -p`` checks them)."""
+    import difflib
+
+    import yaml
+
+    path = Path(path) if path else project.root() / INTERACTIVE_FILE
+    if not path.exists():
+        return ""
+    try:
+        overlay = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: malformed YAML: {e}") from None
+    if not isinstance(overlay, dict):
+        raise ValueError(f"{path}: expected a mapping (profile: NAME and/or NOTEBOOK: {{param: value}})")
+    values: dict = {}
+    sources = []
+    profile = overlay.get("profile")
+    if profile is not None:
+        pfile = project.params_dir() / str(profile) / f"{stem}.yaml"
+        if not isinstance(profile, str) or profile not in project.list_profiles():
+            raise ValueError(f"{path}: unknown profile {profile!r}; profiles: {', '.join(project.list_profiles())}")
+        if not pfile.exists():
+            raise ValueError(f"{path}: profile {profile!r} has no parameter file for {stem} ({pfile} is missing)")
+        values.update(yaml.safe_load(pfile.read_text()) or {})
+        sources.append(f"profile {profile}")
+    mine = overlay.get(stem) or {}
+    if not isinstance(mine, dict):
+        raise ValueError(f"{path}: {stem}: expected a mapping of parameter: value, got {mine!r}")
+    if mine:
+        values.update(mine)
+        sources.append(f"{stem}: {', '.join(mine)}")
+    if not values:
+        return ""
+    types = _parameter_types(stem)
+    checked = {}
+    for key, value in values.items():
+        if key not in types:
+            close = difflib.get_close_matches(key, list(types), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{path}: {stem} has no parameter {key!r}.{hint} Parameters: {', '.join(types)}")
+        checked[key] = _check_value(f"{path}", key, value, types[key])
+    changed = {k: v for k, v in checked.items() if namespace.get(k) != v}
+    namespace.update(checked)
+    shown = ", ".join(f"{k} = {v!r}" for k, v in changed.items()) or "no value differs from the cell"
+    return f"{path.name} ({'; '.join(sources)}) sets {shown}"
 
 
 def outputs_root() -> Path:

@@ -319,6 +319,35 @@ def analyse(doc: dict, source: str, recorded: bool = False) -> dict:
     }
 
 
+def takeaway(res: dict) -> str:
+    """One markdown sentence of what a timing run found: the forward slopes of the fastest LA and
+    softmax with their 95% intervals, the speed-up at the largest common N, and where it ran."""
+    fits = res.get("fits")
+    if fits is None or not len(fits) or not res.get("la_impl") or not res.get("softmax_impl"):
+        return "No slope could be fitted in this run (too few timed lengths)."
+
+    def slope(impl):
+        f = fits[(fits.impl == impl) & (fits["mode"] == "fwd")]
+        if f.empty or not np.isfinite(f.slope.iloc[0]):
+            return "no slope (too few points)"
+        r = f.iloc[0]
+        return f"slope **{r.slope:.2f}** [95% CI {r.ci_low:.2f}, {r.ci_high:.2f}]"
+
+    la, sm = res["la_impl"], res["softmax_impl"]
+    dev = (res.get("provenance") or {}).get("device") or {}
+    where = (dev.get("cuda") or {}).get("name") if isinstance(dev.get("cuda"), dict) else None
+    where = where or dev.get("cpu") or "this machine"
+    text = f"Forward time against N: LA ({la}) {slope(la)}, softmax ({sm}) {slope(sm)}"
+    sp = res.get("speedup")
+    if sp is not None and len(sp):
+        last = sp.iloc[-1]
+        text += f"; at N = {int(last.n):,} LA was **{last.speedup:.3g}×** faster" + (
+            " (softmax sliced)" if bool(last.get("sliced", False)) else ""
+        )
+    basis = "the paper's setup" if "H200" in str(where) else "a proxy for the paper's H200"
+    return text + f". Measured on {where} ({basis})."
+
+
 def runs_used(df: pd.DataFrame) -> list[dict]:
     """The warm-up and timed calls actually used at each (implementation, mode, N): the time
     budget can cut the runs at large N while the config still reads its full count."""
@@ -395,6 +424,34 @@ def report_text(doc: dict, res: dict) -> str:
 
 
 # --------------------------------------------------------------------------- figures
+#: line dash per backend: the colour says the attention type (linrepro.utils.plotting), the dash
+#: which implementation of it, so two backends of one type never hide each other
+BACKEND_DASH = {
+    "torch": "solid",
+    "triton": "dot",
+    "flash": "solid",
+    "math": "dash",
+    "efficient": "dot",
+    "cudnn": "dashdot",
+}
+
+
+def style_impls(fig):
+    """linrepro's palette on a figure whose traces are implementations (``la-torch-eq7``,
+    ``sdpa-math``, possibly followed by ``, <symbol group>``): colour by attention type, dash by
+    backend, axis titles in words."""
+    from linrepro.utils import plotting as pl
+
+    for tr in fig.data:
+        if tr.type != "scatter" or not tr.name:
+            continue
+        impl = tr.name.split(",")[0].strip()
+        backend = impl.split("-")[1] if impl.startswith(("la-", "sdpa-")) and "-" in impl else None
+        if backend in BACKEND_DASH and "EXTRAPOLATED" not in tr.name:
+            tr.line.dash = BACKEND_DASH[backend]
+    return pl.style(fig, dash_by_size=False)
+
+
 def fig_times(df: pd.DataFrame, extrapolated: pd.DataFrame | None = None):
     import plotly.express as px
 
@@ -426,21 +483,37 @@ def fig_times(df: pd.DataFrame, extrapolated: pd.DataFrame | None = None):
                 row=1,
                 col=1,
             )
-    return fig
+    return style_impls(fig)
 
 
 def fig_speedup(sp: pd.DataFrame, la_impl: str, sm_impl: str):
-    import plotly.express as px
+    """softmax ÷ LA time against N, with the interval from minima and medians; sliced points marked."""
+    import plotly.graph_objects as go
 
-    return px.line(
-        sp,
-        x="n",
-        y="speedup",
-        markers=True,
-        log_x=True,
-        log_y=True,
-        title=f"Speed-up {sm_impl} time / {la_impl} time (forward), measured side by side",
+    from linrepro.utils import plotting as pl
+
+    sp = sp.sort_values("n")
+    lo = sp.get("speedup_low", sp.speedup)
+    hi = sp.get("speedup_high", sp.speedup)
+    sliced = sp.get("sliced", pd.Series(False, index=sp.index)).astype(bool)
+    fig = go.Figure(
+        go.Scatter(
+            x=sp.n,
+            y=sp.speedup,
+            mode="lines+markers",
+            name=f"{sm_impl} ÷ {la_impl}",
+            marker_symbol=["diamond-open" if x else "circle" for x in sliced],
+            error_y=dict(type="data", symmetric=False, array=hi - sp.speedup, arrayminus=sp.speedup - lo),
+            line_color=pl.NEUTRAL,
+        )
     )
+    fig.update_xaxes(type="log", title="sequence length N (tokens)")
+    fig.update_yaxes(type="log", title="speed-up: softmax time ÷ LA time")
+    fig.update_layout(
+        title=f"Speed-up {sm_impl} ÷ {la_impl} (forward), measured side by side"
+        + (" (open diamonds: softmax sliced)" if sliced.any() else "")
+    )
+    return fig
 
 
 def fig_memory(df: pd.DataFrame):
@@ -449,7 +522,7 @@ def fig_memory(df: pd.DataFrame):
     ok = df[(df.status == "ok") & df.peak_mem_bytes.notna()].copy()
     ok["peak memory (MiB)"] = ok.peak_mem_bytes / 2**20
     ok = ok[ok["peak memory (MiB)"] > 0]
-    return px.line(
+    fig = px.line(
         ok.sort_values("n"),
         x="n",
         y="peak memory (MiB)",
@@ -458,5 +531,7 @@ def fig_memory(df: pd.DataFrame):
         markers=True,
         log_x=True,
         log_y=True,
+        labels={"n": "sequence length N (tokens)"},
         title="Peak memory added by one call against N",
     )
+    return style_impls(fig)

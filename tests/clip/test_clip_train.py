@@ -195,6 +195,24 @@ def test_nonfinite_loss_names_the_step(tmp_path):
     assert [r["step"] for r in read_steps(tmp_path)] == [0, 1]
 
 
+def test_training_reports_model_step_and_time_left_to_the_run_progress_line(tiny_csv, tmp_path, monkeypatch):
+    """Inside a recorded run the terminal (not the report) gets 'training <name>: k/total step'
+    with the time left: the total comes from open_clip_train's own scheduler."""
+    from linrepro.clip.train import run_open_clip_train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("LINREPRO_RUN_DIR", str(run))
+    args = open_clip_args(
+        model="tiny-S", train_data=tiny_csv, logs=tmp_path, name="prog", epochs=2, batch_size=16, lr=1e-3, warmup=0
+    )
+    run_open_clip_train(args, attention="eq7")
+    line = (run / "progress.txt").read_text()
+    steps = len((tmp_path / "prog" / "steps.csv").read_text().splitlines()) - 1
+    assert line.startswith("training prog") and f"{steps}/{steps}" in line, line  # the last step, of the total
+    assert "<" in line and "step" in line  # tqdm's elapsed<left and the unit
+
+
 def _train_cmd(csv, logs, name, epochs, extra=(), torchrun=False):
     args = open_clip_args(
         model="tiny-S", train_data=csv, logs=logs, name=name, epochs=epochs, batch_size=8, lr=1e-3, warmup=0

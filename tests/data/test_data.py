@@ -336,7 +336,8 @@ def test_digits_are_the_plain_bitmap_black_on_white():
 
 def test_progress_never_imports_the_run_layer(tmp_path, monkeypatch, capsys):
     """The dataset layer does not import linrepro.study.runs; inside a run (LINREPRO_RUN_DIR set) the bar
-    is plain ASCII on stderr, as linrepro.study.runs.progress makes it; outside one it is tqdm.auto's."""
+    is plain ASCII and goes to the run's progress.txt (the runner shows it in the terminal, never in
+    the report), not to stderr; outside one it is tqdm.auto's."""
     import sys
 
     import tqdm.auto
@@ -349,9 +350,11 @@ def test_progress_never_imports_the_run_layer(tmp_path, monkeypatch, capsys):
     bar.close()
     assert D._progress(3, "x", False).disable
     capsys.readouterr()
+    (tmp_path / "run").mkdir()
     D.write_csv(tmp_path / "csv", domains="shapes", split="val", resolution=16, n_per_domain=10, progress=True)
-    err = capsys.readouterr().err
-    assert "csv val @16px" in err and "2/2" in err
+    assert capsys.readouterr().err == ""  # nothing reaches the kernel's stderr, so nothing the report
+    line = (tmp_path / "run" / "progress.txt").read_text()
+    assert "csv val @16px" in line and "2/2" in line
     monkeypatch.delenv("LINREPRO_RUN_DIR")
     bar = D._progress(3, "x", True)
     assert type(bar) is tqdm.auto.tqdm and not bar.disable

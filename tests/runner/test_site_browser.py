@@ -1,6 +1,8 @@
 """The published site in a real browser: headless Chromium (Debian's chromium + chromium-driver,
 driven by Selenium) with the network switched off, over the site that `reproduce --profile smoke`
-built. Every report's plotly figures must render to SVG and the console must stay clean."""
+built. Every report's plotly figures must render to SVG and the console must stay clean. The
+index's scope box and one report's takeaway are on the first screen; both are screenshot
+(``LINREPRO_SCREENSHOTS=/tmp/shots`` keeps the pictures) for a person to look at."""
 
 import json
 import os
@@ -92,6 +94,13 @@ def test_site_and_every_report_render_offline(browser, smoke_outputs):
     assert set(verdicts) <= {"supported", "contradicted", "inconclusive", "not testable here"}
     assert "the check failed" not in body  # a broken check shows as such; none may be broken
     browser.save_screenshot(str(shots / "index.png"))
+    # the scope box: on the first screen, with the hardware, the seeds and what was not tested
+    scope = browser.find_element(By.ID, "scope")
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top", scope)
+    assert 0 <= top < browser.execute_script("return window.innerHeight"), top
+    for word in ("hardware", "cores", "paper text and code unavailable", "seeds", "not tested", "seed's marks"):
+        assert word in scope.text, word
+    scope.screenshot(str(shots / "index-scope.png"))
 
     reports = [a.get_attribute("href") for a in browser.find_elements(By.LINK_TEXT, "report")]
     notebooks = sorted(p.name for p in (out / "smoke").iterdir())
@@ -116,6 +125,14 @@ def test_site_and_every_report_render_offline(browser, smoke_outputs):
             "return !!(document.getElementById(h) || document.getElementById(decodeURIComponent(h)));"
         )
         assert found, f"no section for {href}"
+    # one report's takeaway: a box on the first screen, above the contents
+    browser.get(next(h for h in reports if "01_kernel_derivation" in h).split("#")[0])
+    take = browser.find_element(By.CSS_SELECTOR, ".lr-takeaway")
+    assert take.text.startswith("What this run found.") and "seed" in take.text, take.text
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top", take)
+    assert 0 <= top < browser.execute_script("return window.innerHeight"), top
+    assert browser.find_element(By.CSS_SELECTOR, "details.lr-code").get_attribute("open") is None  # code folded
+    take.screenshot(str(shots / "report-01-takeaway.png"))
     browser.get(next(h for h in reports if "02_attention_timing" in h).split("#")[0])
     _wait_plots(browser)
     browser.execute_script("document.querySelector('.js-plotly-plot').scrollIntoView()")
