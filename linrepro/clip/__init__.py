@@ -7,6 +7,10 @@
   the vision tower passes no mask (non-causal LA); the text tower passes open_clip's additive
   causal mask (−inf above the diagonal), which selects causal LA. Any other mask is refused.
 * The attention itself is :func:`linrepro.attention.linear_attention` (Triton on CUDA).
+* ``released`` (:mod:`linrepro.clip.released`) is the first author's public open_clip code instead
+  of the paper's equations: no projections (frozen), heads by plain reshape, q and k scaled by the
+  largest norm, Eq. 7 with s = 1, and the text tower's causal mask ignored. It replaces the ``attn``
+  of each open_clip ``ResidualAttentionBlock`` only.
 * The model registry: the paper's ViT-S/B/L-16 (open_clip's own configs) and tiny CPU
   analogues ``tiny-S``, ``tiny-B``, ``tiny-L`` (JSON files in ``linrepro/model_configs``,
   registered with ``open_clip.add_model_config``).
@@ -20,7 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ATTENTIONS = ("softmax", "eq4", "eq7")
+from linrepro.clip.released import RELEASED, ReleasedMultiheadAttention, parameter_counts  # noqa: F401
+
+ATTENTIONS = ("softmax", "eq4", "eq7", RELEASED)
 PAPER_MODELS = {"ViT-S-16": 64, "ViT-B-16": 16, "ViT-L-16": 4}  # name → the paper's global batch size
 TINY_MODELS = ("tiny-S", "tiny-B", "tiny-L")
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -142,6 +148,8 @@ def swap_attention(model: nn.Module, attention: str = "eq7", **kw) -> nn.Module:
         raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
     if attention == "softmax":
         return model
+    if attention == RELEASED:
+        return _swap_released(model, eps=kw.get("eps", 1e-6))
     swaps = []
     for _name, mod in model.named_modules():
         for child_name, child in mod.named_children():
@@ -154,8 +162,24 @@ def swap_attention(model: nn.Module, attention: str = "eq7", **kw) -> nn.Module:
     return model
 
 
+def _swap_released(model: nn.Module, eps: float = 1e-6) -> nn.Module:
+    """The released code changes open_clip's ``ResidualAttentionBlock`` only (self-attention blocks;
+    score_scale and backend do not apply: s = 1, one torch path). Projections are frozen."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    blocks = [m for m in model.modules() if isinstance(m, ResidualAttentionBlock)]
+    swaps = [b for b in blocks if type(b.attn) is nn.MultiheadAttention and not hasattr(b, "ln_1_kv")]
+    if not swaps:
+        raise ValueError("no open_clip ResidualAttentionBlock with self-attention found to swap")
+    for b in swaps:
+        b.attn = ReleasedMultiheadAttention.from_mha(b.attn, eps=eps)
+    return model
+
+
 def attention_of(model: nn.Module) -> str:
-    kinds = {m.variant for m in model.modules() if isinstance(m, LinearMultiheadAttention)}
+    kinds = {
+        m.variant for m in model.modules() if isinstance(m, (LinearMultiheadAttention, ReleasedMultiheadAttention))
+    }
     return kinds.pop() if len(kinds) == 1 else ("softmax" if not kinds else "mixed")
 
 

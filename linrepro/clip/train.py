@@ -543,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m linrepro.clip.train",
         description="open_clip_train with linrepro's attention swap; open_clip_train's own arguments follow `--`.",
     )
-    ap.add_argument("--attention", default="softmax", choices=["softmax", "eq4", "eq7"])
+    from linrepro import clip
+
+    ap.add_argument("--attention", default="softmax", choices=list(clip.ATTENTIONS))
     ap.add_argument(
         "--score-scale",
         type=check_score_scale,

@@ -415,16 +415,19 @@ def check_affine_kernel(ev, d, r):
     )
     numbers = {"factorisation_max_rel_err": r["factorisation_max_rel_err"]}
     link = ev.link(d, "1 · Softmax and the affine kernel")
-    try:
-        rel = ev.run("08_paper_vs_released_code")
-    except UnreadableEvidence:
-        rel = None
+    rel = _released(ev)
     if rel:
-        rd, rr = rel
-        if rr.get("claim13"):
-            text += " Measured in notebook 08: " + str(rr["claim13"])
-            numbers["released"] = rr.get("claim13_numbers", {})
-            link = ev.link(rd)
+        rd, h, acc = rel
+        text += (
+            " Measured in notebook 08 (the released operator rebuilt from that description): "
+            f"q·k ranged over [{h['vision_dot_min']['released']:.2f}, {h['vision_dot_max']['released']:.2f}] with the "
+            f"shortest query at norm {h['vision_min_query_norm']['released']:.2f} (the paper's forms: 1), weights up to "
+            f"{h['vision_score_max']['released']:.2f} (not Eq. 7's [0, 1]), {h['text_future_share']['released']:.0%} of "
+            f"later text tokens seen (paper's causal forms: 0), output norm ∝ N^{h['norm_slope']['released']:.2f}. "
+            + _resemblance(acc)
+        )
+        numbers["released"] = h
+        link = ev.link(rd)
     return _out(
         "not testable here",
         text,
@@ -434,6 +437,36 @@ def check_affine_kernel(ev, d, r):
         reason="a statement of the paper's method",
         basis="configuration",
     )
+
+
+def _released(ev):
+    """(run, headline, accuracy) of the latest notebook 08 run, or None."""
+    try:
+        got = ev.run("08_paper_vs_released_code")
+    except UnreadableEvidence:
+        return None
+    if not got or not isinstance(got[1].get("headline"), dict):
+        return None
+    try:
+        h = got[1]["headline"]
+        _ = h["vision_dot_min"]["released"], h["norm_slope"]["released"], h["uses_projections"]["released"]
+    except (KeyError, TypeError):
+        return None
+    return got[0], h, got[1].get("accuracy") or {}
+
+
+def _resemblance(acc: dict) -> str:
+    """Which of the two (paper's eq7, released code) linrepro's trained results resemble."""
+    rows = [r for r in acc.get("rows") or [] if r.get("diff") is not None]
+    if acc.get("status") not in ("ok", "measured") or not rows:
+        why = acc.get("reason") or "no 03 run trained the released form"
+        return f"Which of the two the paper's numbers reflect cannot be told from accuracy here: {why}."
+    parts = [
+        f"{r.get('model', '')} {r.get('domain', '?')} {r.get('contrast') or 'released − ' + str(r.get('baseline', 'eq7'))} "
+        f"{r['diff']:+.3f}" + (f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if r.get("ci_low") is not None else "")
+        for r in rows
+    ]
+    return "Trained side by side (proxy): " + "; ".join(parts) + "."
 
 
 @_from_derivation
@@ -563,6 +596,17 @@ def _setup(text: str, reason: str) -> dict:
 
 def check_openclip(ev):
     got = ev.run("03_clip_training")
+    rel = _released(ev)
+    rel_txt, rel_link = "", None
+    if rel:
+        rd, h, _ = rel
+        rel_txt = (
+            f" Notebook 08 rebuilds the released operator inside open_clip's own blocks (a state_dict loads both "
+            f"ways); it uses no q/k/v or output projection (uses_projections: {h['uses_projections']['released']}), "
+            f"so {h['trainable_params']['released']} attention parameters are trained where the paper's forms train "
+            f"{h['trainable_params'].get('eq7 s=1/N', h['trainable_params'].get('softmax'))}."
+        )
+        rel_link = ev.link(rd)
     used = ""
     if got:
         d, r = got
@@ -574,10 +618,12 @@ def check_openclip(ev):
         "a statement of the paper's code, which is not available. The first author's public CLIP code "
         "(armingerami/Fastmax, Simplefied/transformer.py) is open_clip's transformer.py with linear attention "
         "switched on, which makes the claim plausible but does not confirm it. linrepro trains every "
-        "profile, `paper` included, through open_clip/open_clip_train with only the attention swapped." + used,
+        "profile, `paper` included, through open_clip/open_clip_train with only the attention swapped."
+        + used
+        + rel_txt,
         {},
         got[0] if got else None,
-        ev.link(got[0]) if got else None,
+        rel_link or (ev.link(got[0]) if got else None),
         reason="the paper's code is not available",
         basis="configuration",
     )
@@ -931,7 +977,26 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                 }
             )
 
+    def released(d, r):
+        got = _released(ev)
+        if not got:
+            return
+        _, h, acc = got
+        rows.append(
+            {
+                "topic": "the paper's equations against the authors' released code (08)",
+                "text": f"the released operator has no projections, mixes tokens within a 'head', lets text tokens see "
+                f"{h['text_future_share']['released']:.0%} of later tokens, and its output norm grows as "
+                f"N^{h['norm_slope']['released']:.2f}. " + _resemblance(acc),
+                "link": ev.link(d),
+                "verdict": None,
+                "basis": "proxy",
+                "seeds": n_seeds,
+            }
+        )
+
     topics = {
+        "08_paper_vs_released_code": ("released code (08)", released),
         "03_clip_training": ("training (03)", training),
         "05_scaling_laws": ("scaling (05)", scaling),
         "06_resolution_domain": ("domains × resolutions (06)", resolution),

@@ -200,10 +200,10 @@ def frame(rows: list[dict]):
 
 def la_minus_softmax(df, value: str = "top1", by=("model", "domain", "resolution"), la: str | None = None):
     """LA − softmax of ``value`` for every cell that has both (LA = the one non-softmax attention,
-    or ``la``)."""
+    eq7 when there are several, or ``la``)."""
     by = list(by)
     atts = sorted(set(df.attention) - {"softmax"})
-    la = la or (atts[0] if len(atts) == 1 else None)
+    la = la or (atts[0] if len(atts) == 1 else ("eq7" if "eq7" in atts else None))  # eq7: the paper's form
     if la is None:
         raise ValueError(f"which LA attention to compare? found {atts}; pass la=")
     wide = df.pivot_table(index=by, columns="attention", values=value)

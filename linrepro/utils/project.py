@@ -43,9 +43,14 @@ def outputs_dir() -> Path:
     return Path(os.environ.get("LINREPRO_OUTPUTS", root() / "outputs")).resolve()
 
 
+#: the claims ledger cites every other notebook's run, so it runs after them whatever its number
+LAST = ("07_claims_ledger",)
+
+
 def list_notebooks() -> list[str]:
-    """Stems of notebooks/NN_*.py in order."""
-    return sorted(p.stem for p in notebooks_dir().glob("[0-9][0-9]_*.py"))
+    """Stems of notebooks/NN_*.py in order, the claims ledger last."""
+    stems = sorted(p.stem for p in notebooks_dir().glob("[0-9][0-9]_*.py"))
+    return sorted(stems, key=lambda s: s in LAST)
 
 
 def list_profiles() -> list[str]:

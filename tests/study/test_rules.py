@@ -3,10 +3,9 @@
 import json
 
 import pytest
+from test_claims import DERIV, _by_n, _run, _timing
 
 from linrepro.study import claims, rules
-
-from test_claims import DERIV, _by_n, _run, _timing
 
 
 @pytest.mark.parametrize(
@@ -136,3 +135,47 @@ def test_findings_with_one_seed_are_exploratory(tmp_path):
     (train / "params.yaml").write_text("seeds: [0, 1, 2]\n")
     (row,) = [r for r in claims.findings(tmp_path, ("cpu",)) if "(05)" in r["topic"]]
     assert row["verdict"] == "supported"
+
+
+def test_claims_8_and_13_cite_notebook_08(tmp_path):
+    _run(tmp_path, "cpu", "01_kernel_derivation", DERIV)
+    variants = ("softmax", "eq4", "eq7 s=0.5", "eq7 s=1/N", "released")
+    h = {
+        k: dict.fromkeys(variants, 0.0)
+        for k in (
+            "uses_projections",
+            "trainable_params",
+            "text_future_share",
+            "vision_token_share",
+            "vision_score_min",
+            "vision_score_max",
+            "vision_dot_min",
+            "vision_dot_max",
+            "vision_min_query_norm",
+            "norm_slope",
+        )
+    }
+    h["vision_score_max"]["released"], h["text_future_share"]["released"] = 2.0, 0.27
+    h["uses_projections"]["released"], h["trainable_params"]["released"] = False, 0
+    h["trainable_params"]["eq7 s=1/N"] = 9408
+    acc = {"status": "not run", "reason": "no 03 run trained released", "rows": []}
+    d = _run(tmp_path, "cpu", "08_paper_vs_released_code", {"headline": h, "accuracy": acc})
+    v = _by_n(claims.evaluate(tmp_path, ("cpu",)))
+    assert "weights up to 2.00" in v[13]["evidence"] and "27% of later text tokens" in v[13]["evidence"]
+    assert "no 03 run trained released" in v[13]["evidence"] and v[13]["link"].startswith("cpu/08_")
+    assert (
+        "9408 attention parameters" not in v[8]["evidence"] and "0 attention parameters are trained" in v[8]["evidence"]
+    )
+    found = claims.findings(tmp_path, ("cpu",))
+    assert any("(08)" in r["topic"] and r["link"].startswith("cpu/08_") for r in found)
+    acc.update(
+        status="ok",
+        rows=[{"domain": "digits", "contrast": "released − eq7", "diff": -0.1, "ci_low": -0.2, "ci_high": 0.0}],
+    )
+    (d / "results.json").write_text(json.dumps({"headline": h, "accuracy": acc}))
+    v = _by_n(claims.evaluate(tmp_path, ("cpu",)))
+    assert "digits released − eq7 -0.100 [-0.200, +0.000]" in v[13]["evidence"]
+    acc["rows"] = [{"model": "tiny-B", "domain": "shapes", "baseline": "softmax", "diff": 0.05, "ci_low": None}]
+    acc["status"] = "measured"  # notebook 08's own word
+    (d / "results.json").write_text(json.dumps({"headline": h, "accuracy": acc}))
+    assert "tiny-B shapes released − softmax +0.050" in _by_n(claims.evaluate(tmp_path, ("cpu",)))[13]["evidence"]
