@@ -13,7 +13,6 @@ import numbers
 
 import torch
 import triton
-from torch.autograd.function import once_differentiable
 
 from .causal import _c_backward, _c_forward
 from .common import _device_guard, _interpret, _pow2, _sm_count, _split_rows, _unit_last
@@ -80,31 +79,71 @@ class _Cfg:
         return d
 
 
-class _AffineLinearAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, variant, causal, score_scale, eps):
-        with _device_guard(q):
-            q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
-            cfg = _Cfg(q, v, causal)
-            eq4 = variant == "eq4"
-            run = _c_forward if causal else _nc_forward
-            o, state = run(cfg, q, k, v, eq4, float(score_scale), float(eps))
-        ctx.save_for_backward(q, k, v, state)
-        ctx.cfg = cfg
-        ctx.eq4 = eq4
-        ctx.causal = causal
-        ctx.score_scale = float(score_scale)
-        ctx.eps = float(eps)
-        return o
+def _state_shape(cfg: _Cfg, causal: bool) -> tuple[int, ...]:
+    """The fp32 state the forward saves for the backward: reduced [BH, L] (non-causal) or the
+    per-split exclusive prefix states [BH, n_splits, L] (causal)."""
+    return (cfg.BH, cfg.n_splits, cfg.L) if causal else (cfg.BH, cfg.L)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        q, k, v, state = ctx.saved_tensors
-        with _device_guard(g):
-            run = _c_backward if ctx.causal else _nc_backward
-            dq, dk, dv = run(ctx.cfg, q, k, v, _unit_last(g), state, ctx.eq4, ctx.score_scale, ctx.eps)
-        return dq, dk, dv, None, None, None, None
+
+# The kernels are registered as torch.library custom ops (with fake-tensor implementations and
+# autograd), so that torch.compile traces a model through them without a graph break.
+@torch.library.custom_op("linrepro::affine_la_fwd", mutates_args=())
+def affine_la_fwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eq4: bool, causal: bool, score_scale: float, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(o, state): the Triton forward of eq4/eq7 (inputs validated by ``linear_attention_triton``)."""
+    with _device_guard(q):
+        q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
+        cfg = _Cfg(q, v, causal)
+        run = _c_forward if causal else _nc_forward
+        return run(cfg, q, k, v, eq4, float(score_scale), float(eps))
+
+
+@affine_la_fwd.register_fake
+def _affine_la_fwd_fake(q, k, v, eq4, causal, score_scale, eps):
+    cfg = _Cfg(q, v, causal)
+    o = q.new_empty(q.shape[:-1] + (cfg.DV,))
+    return o, q.new_empty(_state_shape(cfg, causal), dtype=torch.float32)
+
+
+@torch.library.custom_op("linrepro::affine_la_bwd", mutates_args=())
+def affine_la_bwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    state: torch.Tensor,
+    eq4: bool,
+    causal: bool,
+    score_scale: float,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv): the Triton backward, from the forward's saved fp32 state."""
+    with _device_guard(g):
+        q, k, v = _unit_last(q), _unit_last(k), _unit_last(v)
+        cfg = _Cfg(q, v, causal)
+        run = _c_backward if causal else _nc_backward
+        return run(cfg, q, k, v, _unit_last(g), state, eq4, float(score_scale), float(eps))
+
+
+@affine_la_bwd.register_fake
+def _affine_la_bwd_fake(q, k, v, g, state, eq4, causal, score_scale, eps):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, eq4, causal, score_scale, eps = inputs
+    ctx.save_for_backward(q, k, v, output[1])
+    ctx.args = (eq4, causal, score_scale, eps)
+
+
+def _backward(ctx, g, _g_state):
+    q, k, v, state = ctx.saved_tensors
+    dq, dk, dv = affine_la_bwd(q, k, v, g, state, *ctx.args)
+    return dq, dk, dv, None, None, None, None
+
+
+affine_la_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def linear_attention_triton(
@@ -140,4 +179,4 @@ def linear_attention_triton(
     if q.shape[2] == 0:
         # empty sequence: nothing to launch; keep the graph connected for autograd
         return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum() + v.sum())
-    return _AffineLinearAttention.apply(q, k, v, variant, bool(causal), float(score_scale), float(eps))
+    return affine_la_fwd(q, k, v, variant == "eq4", bool(causal), float(score_scale), float(eps))[0]

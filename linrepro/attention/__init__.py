@@ -93,8 +93,11 @@ The code
 that tests can check every factorised path against an independent formula.
 ``linear_attention`` is the one dispatcher: ``backend="reference"`` is the
 factorised float64-capable torch formula defined here; ``"torch"`` is the fast
-chunked CPU path (``linrepro.attention.torch_path``) and ``"triton"`` the Triton kernels
-(``linrepro.kernels``), both behind this same function.
+tiled / chunked CPU path (``linrepro.attention.torch_path``), ``"quadratic"`` the N×N form made
+fast for short sequences (``linrepro.attention.quadratic``) and ``"triton"`` the Triton kernels
+(``linrepro.kernels``), all behind this same function. ``"auto"`` picks Triton on CUDA, and
+elsewhere the form that a cost model calibrated by measurement predicts fastest
+(``linrepro.attention.dispatch``).
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ import torch
 
 VARIANTS = ("eq4", "eq7")
 PER_LENGTH = "1/N"  # score_scale value: s = 1/N (non-causal) or 1/i (causal row i)
-BACKENDS = ("auto", "triton", "torch", "reference")
+BACKENDS = ("auto", "triton", "torch", "quadratic", "reference")
+CPU_FORMS = ("quadratic", "reference", "torch")  # the exact forms "auto" chooses among off CUDA
 MAX_HEAD_DIM = 256
 
 
@@ -187,8 +191,8 @@ def pow2_scale(x: torch.Tensor) -> torch.Tensor:
     far from underflow). A zero, NaN or infinite vector gets 1. Not differentiated (a constant)."""
     m = x.detach().abs().amax(-1, keepdim=True)
     _, e = torch.frexp(m)  # m = f·2ᵉ with f ∈ [½, 1)
-    _, emax = torch.frexp(torch.tensor(torch.finfo(x.dtype).max, dtype=x.dtype))
-    e = e.clamp_min(1 - int(emax))
+    emax = math.frexp(torch.finfo(x.dtype).max)[1]  # in Python: no tensor-to-int (torch.compile traces this)
+    e = e.clamp_min(1 - emax)
     return torch.pow(2.0, -e.to(torch.float64)).to(x.dtype)
 
 
@@ -356,7 +360,11 @@ def linear_attention(
             (non-causal) and 1/i for causal row i, so the output is a mean rather than a sum and
             its norm no longer grows with N; ignored by eq4.
         eps: guard of the L2 norms (and eq4's vanishing-row threshold); a positive finite number.
-        backend: ``"auto"`` (Triton on CUDA, torch on CPU), ``"triton"``, ``"torch"`` or ``"reference"``.
+        backend: ``"auto"`` (Triton on CUDA; elsewhere the exact form the measured cost model of
+            :mod:`linrepro.attention.dispatch` predicts fastest), ``"triton"``, ``"torch"`` (tiled /
+            chunked), ``"quadratic"`` (the N×N form, for short N) or ``"reference"``. While
+            ``torch.compile`` traces, the torch forms run a branch-free equivalent
+            (:func:`linrepro.attention.torch_path.linear_attention_traceable`).
     """
     _check_inputs(q, k, v, max_dim=MAX_HEAD_DIM)
     _check_variant(variant)
@@ -367,12 +375,30 @@ def linear_attention(
     eps = check_eps(eps)
     if q.shape[-2] == 0 and chosen != "triton":  # empty sequence (the Triton entry point has its own check)
         return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum() + v.sum())  # keeps the graph connected
+    if chosen in ("torch", "quadratic") and torch.compiler.is_compiling():  # no data-dependent branch
+        from linrepro.attention.torch_path import linear_attention_traceable
+
+        o = linear_attention_traceable(
+            q, k, v, variant=variant, causal=causal, score_scale=1.0 if scale == PER_LENGTH else float(scale), eps=eps
+        )
+        if variant == "eq7" and scale == PER_LENGTH:
+            return o / _row_counts(q.shape[-2], causal, o)
+        return o
+    if backend == "auto" and chosen == "torch":  # off CUDA: the form the measured cost model predicts fastest
+        from linrepro.attention.dispatch import choose_form
+
+        chosen = choose_form(q, v, variant=variant, causal=causal)
+    if chosen == "quadratic":  # takes the per-length scale itself (one autograd node, causal 1/i included)
+        from linrepro.attention.quadratic import linear_attention_quadratic
+
+        s_q = None if variant == "eq7" and scale == PER_LENGTH else scale
+        return linear_attention_quadratic(q, k, v, variant=variant, causal=causal, score_scale=s_q, eps=eps)
     if variant == "eq7" and scale == PER_LENGTH:
         if not causal:  # one constant per call: the kernels take it as s
             return linear_attention(
-                q, k, v, variant=variant, causal=False, score_scale=1.0 / max(q.shape[-2], 1), eps=eps, backend=backend
+                q, k, v, variant=variant, causal=False, score_scale=1.0 / max(q.shape[-2], 1), eps=eps, backend=chosen
             )
-        o = linear_attention(q, k, v, variant=variant, causal=True, score_scale=1.0, eps=eps, backend=backend)
+        o = linear_attention(q, k, v, variant=variant, causal=True, score_scale=1.0, eps=eps, backend=chosen)
         return o / _row_counts(q.shape[-2], True, o)
     s = 1.0 if scale == PER_LENGTH else float(scale)
     if chosen == "reference":

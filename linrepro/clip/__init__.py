@@ -47,13 +47,19 @@ def model_names() -> list[str]:
     return list(PAPER_MODELS) + list(TINY_MODELS)
 
 
+def _causal_mask_matches(mask: torch.Tensor, n: int) -> torch.Tensor:
+    """A 0-d bool tensor: is ``mask`` (n, n) open_clip's causal mask (bool True, or -inf, above the
+    diagonal; False or 0 on and below it)? Tensor ops only, so torch.compile traces it."""
+    upper = torch.ones(n, n, dtype=torch.bool, device=mask.device).triu(1)
+    if mask.dtype == torch.bool:  # True = masked out
+        return (mask == upper).all()
+    return torch.where(upper, torch.isneginf(mask), mask == 0).all()
+
+
 def _is_causal_mask(mask: torch.Tensor, n: int) -> bool:
     if mask.shape[-2:] != (n, n):
         return False
-    upper = torch.ones(n, n, dtype=torch.bool, device=mask.device).triu(1)
-    if mask.dtype == torch.bool:  # True = masked out
-        return bool((mask == upper).all())
-    return bool(torch.isneginf(mask[upper]).all() and (mask[~upper] == 0).all())
+    return bool(_causal_mask_matches(mask, n))
 
 
 class LinearMultiheadAttention(nn.MultiheadAttention):
@@ -116,7 +122,15 @@ class LinearMultiheadAttention(nn.MultiheadAttention):
             raise NotImplementedError("LinearMultiheadAttention is self-attention only (key = value = query)")
         b, n, e = query.shape
         causal = bool(is_causal)
-        if attn_mask is not None:
+        if attn_mask is not None and torch.compiler.is_compiling():
+            # no Python bool of a tensor in a compiled graph: the same check, as an assertion op
+            if attn_mask.shape[-2:] != (n, n):
+                raise NotImplementedError("only a causal attention mask is supported by linear attention")
+            torch._assert_async(
+                _causal_mask_matches(attn_mask, n), "only a causal attention mask is supported by linear attention"
+            )
+            causal = True
+        elif attn_mask is not None:
             key = (attn_mask.data_ptr(), tuple(attn_mask.shape), attn_mask.dtype, attn_mask._version)
             ok = self._causal_checked.get(key)
             if ok is None:  # open_clip passes the same mask buffer every call: check it once

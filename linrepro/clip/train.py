@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.5,
         help="s in Eq. 7: a positive number, or 1/N for the per-length scale",
     )
-    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "reference"])
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "triton", "reference", "quadratic"])
     ap.add_argument(
         "--resume-missing-ok",
         action="store_true",

@@ -501,7 +501,7 @@ def fig_speedup(sp: pd.DataFrame, la_impl: str, sm_impl: str):
             x=sp.n,
             y=sp.speedup,
             mode="lines+markers",
-            name=f"{sm_impl} ÷ {la_impl}",
+            name="speed-up",  # no attention type in the name: the palette leaves it neutral
             marker_symbol=["diamond-open" if x else "circle" for x in sliced],
             error_y=dict(type="data", symmetric=False, array=hi - sp.speedup, arrayminus=sp.speedup - lo),
             line_color=pl.NEUTRAL,

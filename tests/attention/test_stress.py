@@ -21,7 +21,7 @@ F64 = torch.float64
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 TRITON_DEVICE = torch.device(os.environ.get("LINREPRO_TEST_DEVICE", "cpu" if _INTERPRET else "cuda"))
 TRITON_OK = TRITON_DEVICE.type == "cpu" or torch.cuda.is_available()
-BACKENDS = ["reference", "torch", "triton"]
+BACKENDS = ["reference", "torch", "quadratic", "auto", "triton"]
 HALF = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 

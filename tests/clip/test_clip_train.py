@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,21 +15,6 @@ from linrepro import clip
 from linrepro.clip.train import NonFiniteLossError, StepLog, epoch_checkpoints, open_clip_args, read_steps
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_csv(tmp_path_factory):
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("csv")
-    rng = np.random.default_rng(0)
-    rows = ["filepath\ttitle"]
-    for i in range(48):
-        p = d / f"{i}.png"
-        Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")).save(p)
-        rows.append(f"{p}\ta picture of class {i % 4}")
-    (d / "train.csv").write_text("\n".join(rows) + "\n")
-    return d / "train.csv"
 
 
 def test_open_clip_version_is_pinned_range():

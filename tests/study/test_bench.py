@@ -50,7 +50,9 @@ def test_cli_tiny_sweep(tmp_path):
     assert doc["provenance"]["versions"]["torch"] and doc["provenance"]["device"]["cpu"]
     cases = doc["cases"]
     assert {c["impl"] for c in cases} == {"la-torch-eq7", "sdpa-math"}
-    assert len(cases) == 2 * (3 + 2)  # fwd and fwdbwd
+    ns = bench.grid(bench_cli.load_config("smoke", {"la_log2": [6, 8], "softmax_log2": [6, 7]})[0])
+    assert ns["linear"] == [64, 91, 128, 181, 256] and ns["softmax"] == [64, 128]  # the profile's points per octave
+    assert len(cases) == 2 * (5 + 2)  # fwd and fwdbwd
     for c in cases:
         assert c["status"] == "ok" and c["runs"] == 2 and c["median_s"] > 0 and c["mean_s"] >= c["min_s"]
     rows = list(csv.DictReader(open(tmp_path / "bench.csv")))
