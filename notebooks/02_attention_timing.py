@@ -30,7 +30,7 @@ batch = 1  # [1, ...) B
 heads = 4  # [1, ...) H
 head_dim = 64  # [1, ...) D, also Dv
 dtype = "float32"  # {float32, float16, bfloat16} element type
-la_log2 = [10, 18]  # non-empty [0, ...) LA sweep: N from 2^lo to 2^hi
+la_log2 = [10, 19]  # non-empty [0, ...) LA sweep: N from 2^lo to 2^hi
 softmax_log2 = [10, 14]  # non-empty [0, ...) softmax sweep: N from 2^lo to 2^hi
 warmup = 1  # [0, ...) warm-up calls per point
 runs = 5  # [1, ...) timed calls per point (fewer if a point passes the budget; the count used is recorded)
@@ -38,7 +38,7 @@ budget_s = 60.0  # (0, ...) time budget per point; a point predicted to exceed i
 modes = ["fwd", "fwdbwd"]  # non-empty {fwd, fwdbwd} forward, forward+backward
 variants = ["eq4", "eq7"]  # non-empty {eq4, eq7} LA variants
 fit_from_n = {
-    "linear": 65536,
+    "linear": 92682,
     "softmax": 2048,
 }  # [1, ...) per method ("linear", "softmax"): fit slopes from this N up; else from where time exceeds 2% of the largest
 points_per_octave = {

@@ -532,9 +532,9 @@ def sweep(
     """Every implementation × mode × N, N by N: one set of inputs per N, shared by every case at
     that N, and the repetitions of all the cases at that N interleaved (:func:`time_cases`).
     ``on_case(cases_so_far)`` is called after each N (the CLI writes bench.json there).
-    ``progress=None``: a bar unless inside a linrepro run (there the report shows cells, not bars)."""
+    ``progress=None``: a bar (inside a linrepro run, on the user's terminal, never in the report)."""
     if progress is None:
-        progress = not os.environ.get("LINREPRO_RUN_DIR")
+        progress = True  # inside a recorded run the bar goes to the terminal through progress.txt
     device = torch.device(device)
     impls = impls or implementations(device, cfg["variants"])
     ns = grid(cfg)

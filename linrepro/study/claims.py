@@ -820,11 +820,8 @@ def headline(rows: list[dict]) -> str:
         return len({r["group"] for r in decided if r.get("basis") == basis})
 
     paper, proxy = n("paper setup", decided), n("proxy", decided)
-    open_ = [
-        r
-        for r in rows
-        if r["verdict"] in ("inconclusive", "not testable here") and r.get("basis") in (*rules.MEASURED, None)
-    ]
+    undecided = sum(r["verdict"] == "inconclusive" and r.get("basis") in rules.MEASURED for r in rows)
+    untested = sum(r["verdict"] == "not testable here" and r.get("basis") is None for r in rows)
     parts = [
         f"Of {len(rows)} claims, {paper} {'was' if paper == 1 else 'were'} decided by a measurement on the paper's setup "
         f"and {proxy} on proxies"
@@ -832,7 +829,10 @@ def headline(rows: list[dict]) -> str:
         f"{n('by construction')} {'is' if n('by construction') == 1 else 'are'} true by construction",
         f"{n('configuration')} {'is' if n('configuration') == 1 else 'are'} what linrepro's configuration sets "
         "(which says nothing about the paper)",
-        f"{len(open_)} measured claim{'s' if len(open_) != 1 else ''} could not be decided",
+        f"{undecided} measured claim{'s' if undecided != 1 else ''} stayed inconclusive",
+        f"{untested} could not be measured here (it needs what this machine lacks, such as an H200)"
+        if untested == 1
+        else f"{untested} could not be measured here (they need what this machine lacks, such as an H200)",
     ]
     return "; ".join(parts[:-1]) + "; and " + parts[-1] + "."
 
@@ -968,7 +968,13 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                     "text": f"{rule['verdict']} under the declared rule (LA − softmax top-1 within ±{rules.ACCURACY_MARGIN:g}): "
                     f"the largest mean gap, {worst[1]:+.3f} at {worst[0]} px, has no interval over seeds "
                     f"({n_seeds} seed(s); exploratory)."
-                    + (f" Change from the training resolution: {change}." if change else ""),
+                    + (
+                        " Change in mean top-1 from the training resolution to the highest: "
+                        + ", ".join(f"{a} {v:+.3f}" for a, v in change.items())
+                        + "."
+                        if isinstance(change, dict) and change
+                        else ""
+                    ),
                     "link": ev.link(d, "What the numbers say"),
                     "verdict": rule["verdict"],
                     "basis": "proxy",
