@@ -20,13 +20,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from chromium_driver import chrome
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS_ENV = os.environ.get("LINREPRO_SCREENSHOTS")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver") or (
-    "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").exists() else None
-)
 NOTEBOOK = "notebooks/01_kernel_derivation.py"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -72,31 +69,7 @@ def _wait(what, cond, timeout, every=0.5, show=None):
 
 @pytest.fixture
 def browser():
-    if not CHROMIUM or not DRIVER:
-        pytest.skip(
-            "Chromium is not installed (needs Debian's chromium and chromium-driver: "
-            "`apt-get install chromium chromium-driver`, which .ci/run does where apt-get works)"
-        )
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install -e '.[test]')")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1400,1000",
-    ):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    drv.set_page_load_timeout(90)
+    drv = chrome("1400,1000", 90, ())
     yield drv
     drv.quit()
 

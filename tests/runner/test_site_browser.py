@@ -6,48 +6,19 @@ index's scope box and one report's takeaway are on the first screen; both are sc
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from chromium_driver import chrome
 
 ROOT = Path(__file__).resolve().parents[2]
 # screenshots go beside the smoke outputs (a temporary folder) unless LINREPRO_SCREENSHOTS names a folder
 SHOTS_ENV = os.environ.get("LINREPRO_SCREENSHOTS")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver") or (
-    "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").exists() else None
-)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM or not DRIVER:
-        pytest.skip(
-            "Chromium is not installed (needs Debian's chromium and chromium-driver: "
-            "`apt-get install chromium chromium-driver`, which .ci/run does where apt-get works)"
-        )
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install -e '.[test]')")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--window-size=1280,1000",
-        "--allow-file-access-from-files",
-    ):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    drv.set_page_load_timeout(60)
+    drv = chrome("1280,1000", 60, ("--allow-file-access-from-files",))
     # the network off: every request other than file:// fails
     drv.execute_cdp_cmd("Network.enable", {})
     drv.execute_cdp_cmd(
