@@ -20,8 +20,9 @@
 # the text tower causal LA, and parameter names stay open_clip's, so checkpoints load across
 # attention types.
 #
-# On a laptop CPU the `cpu` profile trains three tiny analogues (`tiny-S`, `tiny-B`, `tiny-L`)
-# on a bundled mixed-domain dataset rendered from data that ships with scikit-learn and
+# On a laptop CPU the `cpu` profile trains three tiny analogues (`tiny-S`, `tiny-B`, `tiny-L`) once
+# (one seed: exploratory), and the `study` profile four sizes (`tiny-XS` to `tiny-L`, one head width)
+# with three training seeds each, on a bundled mixed-domain dataset rendered from data that ships with scikit-learn and
 # matplotlib (handwritten digits, geometric shapes, font glyphs). The `paper` profile trains the
 # paper's models on LAION-400M webdataset shards with torchrun on 4 GPUs.
 #
@@ -35,7 +36,9 @@ domains = ["digits", "shapes", "glyphs"]  # bundled domains to train on
 resolution = 32  # [1, ...) image side the data is rendered at and the models take (the tiny models: 32 px)
 n_per_domain = {"shapes": 600, "glyphs": 600}  # [1, ...) samples per domain before the split (unnamed: default)
 val_fraction = 0.2  # (0, 1) held-out share per domain
-seed = 0  # [0, ...) data and training seed
+seed = 0  # [0, ...) data seed: rendering, the split, captions (and the training seed when seeds is empty)
+seeds = []  # [0, ...) training seeds: each changes the initialisation and the data order (empty: [seed])
+workers = 1  # [1, ...) runs trained at once on CPU, one thread each (ignored on GPU)
 epochs = 14  # [1, ...) training epochs per model
 batch_size = 64  # [1, ...) global batch size (split over nproc processes)
 batch_sizes = {}  # [1, ...) per-model global batch size, overriding batch_size (paper: ViT-S/B/L-16 → 64/16/4)
@@ -58,6 +61,7 @@ import plotly.express as px
 from IPython.display import Markdown, display
 
 from linrepro.study import experiments as ex
+from linrepro.study import seeded
 from linrepro.study.runs import run_dir, save_results, setup_notebook
 from linrepro.utils import plotting as pl
 from linrepro.utils.tables import accuracy_table, fmt_sig, tidy
@@ -117,6 +121,8 @@ summaries = ex.train_grid(
     warmup=warmup,
     precision=precision,
     seed=seed,
+    seeds=seeds,
+    workers=workers,
     score_scale=score_scale,
     nproc=nproc,
     image_size=resolution,
@@ -124,10 +130,11 @@ summaries = ex.train_grid(
 )
 
 # %% [markdown]
-# ### Ablation: Eq. 7's score scale
+# ### Extra runs: Eq. 7's score scale, the released code
 # The paper's scale of Eq. 7 is not known. With $s = ½$ every score lies in $[0, 1]$ but the output
 # is a *sum* over the $N$ keys, so its norm grows with $N$ (notebook 01); $s = 1/N$ makes it a mean.
-# The runs below use the same data, epochs and learning rate as the grid.
+# The authors' released code (`released`, notebook 08) computes something else again. The runs below
+# use the same data, epochs, learning rate and seeds as the grid.
 
 # %%
 extra = ex.train_variants(
@@ -140,29 +147,44 @@ extra = ex.train_variants(
     warmup=warmup,
     precision=precision,
     seed=seed,
+    seeds=seeds,
+    workers=workers,
     score_scale=score_scale,
     nproc=nproc,
     image_size=resolution,
     resume=resume,
 )
 if extra and any(s["zero_shot"] for s in extra):
-    same = [s for s in summaries for x in extra if s["model"] == x["model"] and s["attention"] == x["attention"]]
-    ab = ex.results_frame(same + extra)
-    ab["score_scale"] = [str(s.get("score_scale")) for s in same + extra for _ in s["zero_shot"]]
-    display(accuracy_table(ab, "top1", "n_val", index=("model", "attention", "score_scale"), domains=domains))
+    key = ("model", "attention", "seed")
+    same = [s for s in summaries if any(all(s.get(k) == x.get(k) for k in key) for x in extra)]
+    ab_rows = [
+        {**r, "variant": f"{r['attention']} (s = {s.get('score_scale')})" if r["attention"] != "released" else "released"}
+        for s in same + extra
+        for r in seeded.rows_from_summaries([s])
+    ]
+    ab = seeded.interval_frame(ab_rows, by=("model", "variant", "domain"))
+    display(
+        tidy(
+            seeded.wide_table(ab, ("model", "variant"), "domain", order=domains),
+            caption="zero-shot top-1: mean over seeds [95% interval, seeds then images] ×seeds",
+        )
+    )
 
 # %% [markdown]
 # ## Training curves
 
 # %%
 steps = ex.steps_frame(summaries)
-fig = ex.fig_curves(steps, "loss")
-pl.style(fig).update_layout(
-    title="Training loss (rolling mean over 10 steps): colour is the attention, dash the model size (S solid, B dashed, L dotted)"
-).show()
+used = ex.training_seeds(seeds, seed)
+if len(steps):
+    fig = ex.fig_curves(steps[steps.seed == used[0]], "loss")
+    pl.style(fig).update_layout(
+        title=f"Training loss, seed {used[0]} (rolling mean over 10 steps): colour is the attention, dash the model size"
+        + (f"; the other {len(used) - 1} seed(s) are in each run's steps.csv" if len(used) > 1 else "")
+    ).show()
 
 # %%
-thr = pd.DataFrame(summaries)
+thr = pd.DataFrame(summaries).groupby(["model", "attention"], as_index=False).images_per_s.median()
 fig = px.bar(
     thr,
     x="model",
@@ -172,66 +194,88 @@ fig = px.bar(
     category_orders=pl.category_orders(thr),
     color_discrete_map=pl.colour_map(thr.attention),
     labels={"images_per_s": "training throughput (images/s)"},
-    title="Training throughput (images/s, median over steps; one run each, no interval)",
+    title=f"Training throughput (images/s, median over steps and {len(used)} seed(s); "
+    + (f"{workers} runs shared the CPU at a time" if workers > 1 else "one run at a time")
+    + ", so compare bars within this run only)",
 )
 pl.style(fig).show()
 
 # %% [markdown]
 # ## Zero-shot top-1 on each domain's held-out split
+# Each cell is the mean over training seeds with a 95% interval from a two-stage bootstrap (seeds,
+# then held-out images). With one seed the interval covers the images only: exploratory.
 
 # %%
 res = ex.results_frame(summaries)
-if len(res):
+rows = seeded.rows_from_summaries(summaries)
+acc = seeded.interval_frame(rows) if rows else pd.DataFrame()
+if len(acc):
     chance = dict(zip(res.domain, res.chance, strict=False))
     pl.accuracy_bars(
-        res,
+        acc.assign(top1=acc["mean"]),
         value="top1",
-        n="n_val",
+        lo="ci_low",
+        hi="ci_high",
         domains=domains,
         chance=chance,
-        title="Zero-shot top-1 with 95% Wilson intervals over the held-out images (grey bars: chance)",
+        title=f"Zero-shot top-1, mean over {len(used)} seed(s) with 95% intervals (seeds, then images; grey bars: chance)",
     ).show()
-    display(accuracy_table(res, "top1", "n_val", domains=domains))
+    display(
+        tidy(
+            seeded.wide_table(acc, ("model", "attention"), "domain", order=domains),
+            caption="zero-shot top-1: mean [95% interval] ×seeds",
+        )
+    )
 else:  # external training data: no bundled held-out split to evaluate here
     display(Markdown("No zero-shot domains for this training data: notebook 04 evaluates these models."))
 
 # %%
-digits = res[res.domain == "digits"].set_index(["model", "attention"]).top1 if len(res) else pd.Series(dtype=float)
+def _cell(r):
+    return f"{r.model}/{r.attention} {fmt_sig(r['mean'])} [{fmt_sig(r.ci_low, 2)}, {fmt_sig(r.ci_high, 2)}]"
+
+
+digits = acc[acc.domain == "digits"] if len(acc) else acc
 if len(digits):
-    verdict = pd.DataFrame({"digits top-1": digits, "bar": [0.90 if a == "softmax" else 0.80 for _, a in digits.index]})
-    verdict["meets bar"] = verdict["digits top-1"] >= verdict["bar"]
-    verdict["n"] = res[res.domain == "digits"].set_index(["model", "attention"]).n_val
-    display(Markdown("Acceptance bars: softmax ≥ 0.90 and LA ≥ 0.80 on the digits domain (chance 0.10)."))
+    verdict = digits.set_index(["model", "attention"])[["mean", "ci_low", "ci_high", "seeds", "n_images"]].copy()
+    verdict["bar"] = [0.90 if a == "softmax" else 0.80 for _, a in verdict.index]
+    verdict["mean meets bar"] = verdict["mean"] >= verdict["bar"]
+    display(Markdown("Acceptance bars on the digits domain (chance 0.10): softmax ≥ 0.90 and LA ≥ 0.80, on the mean over seeds."))
     display(tidy(pl.sort_frame(verdict)))
+if len(acc):
+    per_domain = "; ".join(
+        f"{d}: " + ", ".join(_cell(r) for _, r in pl.sort_frame(acc[acc.domain == d]).iterrows()) for d in domains
+    )
+    n_img = {d: int(acc[acc.domain == d].n_images.max()) for d in domains if (acc.domain == d).any()}
+    takeaway = (
+        f"Zero-shot top-1 on the held-out splits ({', '.join(f'{d} n = {n:,}' for d, n in n_img.items())}), mean over "
+        f"{len(used)} training seed(s) with 95% intervals: {per_domain}. "
+        + (
+            "One seed: exploratory, the intervals cover the images only. "
+            if len(used) < 3
+            else f"Intervals resample seeds, then images. "
+        )
+        + f"Basis: proxy — tiny CLIPs ({', '.join(pl.model_order(models))}) trained {epochs} epoch(s) on "
+        f"{dataset.get('n_train', 0):,} synthetic pairs at {resolution} px."
+    )
+else:
+    takeaway = f"Trained {len(summaries)} model(s) on {train_data or 'the bundled domains'}; no held-out split to report here."
 
 # %%
 # paths are stored relative to this run's folder, so a moved or copied run still works (ex.load_training)
-n_val = res[res.domain == "digits"].n_val.max() if len(res) and (res.domain == "digits").any() else None
-if len(digits) and n_val:
-    lo, hi = pl.wilson_interval(digits.values, n_val)
-    best = "; ".join(
-        f"{m}/{a} {fmt_sig(v)} [{fmt_sig(lo_, 2)}, {fmt_sig(hi_, 2)}]"
-        for ((m, a), v), lo_, hi_ in zip(digits.items(), lo, hi, strict=True)
-    )
-    takeaway = (
-        f"Zero-shot top-1 on the digits held-out split (n = {int(n_val):,} images, 95% Wilson intervals): {best}. "
-        f"Basis: proxy — tiny CLIPs ({', '.join(pl.model_order(models))}) trained {epochs} epoch(s) on "
-        f"{dataset.get('n_train', 0):,} synthetic pairs at {resolution} px, one seed ({seed})."
-    )
-else:
-    takeaway = f"Trained {len(summaries)} model(s) on {train_data or 'the bundled domains'}; no held-out digits split to report here."
+mean_digits = digits.set_index(["model", "attention"])["mean"] if len(digits) else pd.Series(dtype=float)
 path = save_results(
     ex.relative_paths(
         {
             "dataset": dataset,
+            "seeds": used,
             "summaries": summaries,
             "results": res,
+            "accuracy": acc.drop(columns=["per_seed"]).to_dict("records") if len(acc) else [],
             "extra_summaries": extra,
-            "digits_top1": {f"{m}/{a}": v for (m, a), v in digits.items()},
+            "digits_top1": {f"{m}/{a}": v for (m, a), v in mean_digits.items()},
             "takeaway": takeaway,
-            "n": {"training pairs": dataset.get("n_train"), "held-out images per domain (max)": int(res.n_val.max())}
-            if len(res)
-            else {"training pairs": dataset.get("n_train")},
+            "n": {"training pairs": dataset.get("n_train"), "training seeds": len(used)}
+            | ({"held-out images per domain (max)": int(res.n_val.max())} if len(res) else {}),
         },
         out,
     ),

@@ -596,8 +596,10 @@ _POLYGONS: dict[str, list[tuple[float, float]]] = {
 def _render_shapes(index: int, rng: np.random.Generator, resolution: int) -> tuple[Image.Image, int]:
     label = index % len(_SHAPE_NAMES)
     name = _SHAPE_NAMES[label]
-    radius = float(rng.uniform(0.2, 0.4))
-    theta = float(rng.uniform(0.0, 2.0 * math.pi))
+    # Upright within ±15° and at least 9 px across at 32 px: at a uniform rotation and 6 px radius a
+    # square turned 45° is a diamond and a pentagon a hexagon, which no model can tell apart
+    radius = float(rng.uniform(0.28, 0.44))
+    theta = math.radians(float(rng.uniform(-15.0, 15.0)))
     hole = float(rng.uniform(0.5, 0.65))
     cx, cy = _centre(rng, radius, radius, margin=0.02)
     ss = _supersample(resolution)
@@ -621,8 +623,10 @@ def _render_shapes(index: int, rng: np.random.Generator, resolution: int) -> tup
 def _render_glyphs(index: int, rng: np.random.Generator, resolution: int) -> tuple[Image.Image, int]:
     label = index % len(_LETTERS)
     font_index = int(rng.integers(len(_font_paths())))
-    height = float(rng.uniform(0.4, 0.72))
-    theta = math.radians(float(rng.uniform(-10.0, 10.0)))
+    # at least 18 px tall at 32 px (from 13 px before): thin strokes of a small serif letter at
+    # 10° were the glyph errors the tiny CLIPs could not get past
+    height = float(rng.uniform(0.55, 0.8))
+    theta = math.radians(float(rng.uniform(-8.0, 8.0)))
     src = _glyph_mask(font_index, _LETTERS[label])
     w, h = src.size
     ex, ey = _rotated_half_extent(height * w / h, height, theta)

@@ -383,13 +383,23 @@ def accuracy_bars(
     chance: dict | float | None = None,
     title: str | None = None,
     level: float = 0.95,
+    lo: str | None = None,
+    hi: str | None = None,
 ):
     """Grouped bars of an accuracy, coloured by attention, with Wilson ``level`` intervals over the
-    ``n`` images of each bar, models in S/B/L order, domains in their declared order, and a dotted
+    ``n`` images of each bar (or, with ``lo`` and ``hi``, the interval those columns hold: e.g.
+    over seeds and images), models in S/B/L order, domains in their declared order, and a dotted
     chance line (one number, or {domain: chance} drawn as a marker per domain)."""
     import plotly.express as px
 
-    d = add_accuracy_intervals(df, value, n, level)
+    if lo is not None and hi is not None:
+        d = df.copy()
+        d[f"{value}_lo"], d[f"{value}_hi"] = d[lo], d[hi]
+        d[f"{value}_plus"], d[f"{value}_minus"] = d[hi] - d[value], d[value] - d[lo]
+        if n not in d:
+            n = "n_images" if "n_images" in d else f"{value}_lo"
+    else:
+        d = add_accuracy_intervals(df, value, n, level)
     fig = px.bar(
         d,
         x=x,
@@ -403,7 +413,8 @@ def accuracy_bars(
         color_discrete_map=colour_map(d["attention"]),
         hover_data={n: True, f"{value}_lo": ":.3f", f"{value}_hi": ":.3f"},
         labels={value: AXIS_TITLES.get(value, value), x: AXIS_TITLES.get(x, x)},
-        title=title or f"{AXIS_TITLES.get(value, value)} with {level:.0%} Wilson intervals",
+        title=title
+        or f"{AXIS_TITLES.get(value, value)} with {level:.0%} " + ("intervals" if lo is not None else "Wilson intervals"),
     )
     if isinstance(chance, (int, float)):
         fig.add_hline(y=float(chance), line_dash="dot", line_color=NEUTRAL)

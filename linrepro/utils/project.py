@@ -7,7 +7,8 @@ from pathlib import Path
 
 PROFILES_DOC = {
     "smoke": "CI: seconds per notebook, tiny shapes",
-    "cpu": "default: minutes on a 2-core laptop CPU",
+    "cpu": "default: minutes on a 2-core laptop CPU (one seed: exploratory)",
+    "study": "the recorded study: 4 sizes x 3 seeds, about 90 min on 2 cores",
     "h200": "one H200 GPU: the paper's timing setup",
     "paper": "the paper's training setup (LAION-400M, 4 GPUs)",
 }

@@ -6,6 +6,7 @@ import datetime as _dt
 import importlib.metadata as _md
 import platform
 import subprocess
+from pathlib import Path
 
 from linrepro.utils import project
 
@@ -95,3 +96,35 @@ def collect() -> dict:
         },
         "device": device_info(),
     }
+
+
+#: The files whose content decides what a training run computes: the data, the models, the
+#: attention forms and kernels, the trainer (relative to the package root's parent). Evaluation
+#: code (zero-shot, retrieval) is not among them: a finished model is re-evaluated, not retrained.
+TRAINING_CODE = (
+    "linrepro/data",
+    "linrepro/clip/__init__.py",
+    "linrepro/clip/released.py",
+    "linrepro/clip/train.py",
+    "linrepro/clip/model_configs",
+    "linrepro/attention",
+    "kernels",
+)
+
+
+def code_digest(paths=None) -> str:
+    """A SHA-256 over the content of every ``.py`` and ``.json`` file under ``paths`` (default:
+    the whole package and its kernels), in sorted order with their relative names: equal digests,
+    same code."""
+    import hashlib
+
+    base = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for p in paths or ("linrepro", "kernels"):
+        root = base / p
+        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.suffix in (".py", ".json"))
+        for f in files:
+            if "__pycache__" in f.parts:
+                continue
+            h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
