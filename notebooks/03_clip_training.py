@@ -64,7 +64,7 @@ from linrepro.study import experiments as ex
 from linrepro.study import seeded
 from linrepro.study.runs import run_dir, save_results, setup_notebook
 from linrepro.utils import plotting as pl
-from linrepro.utils.tables import accuracy_table, fmt_sig, tidy
+from linrepro.utils.tables import fmt_sig, tidy
 
 setup_notebook()
 out = run_dir("03_clip_training")
@@ -158,7 +158,10 @@ if extra and any(s["zero_shot"] for s in extra):
     key = ("model", "attention", "seed")
     same = [s for s in summaries if any(all(s.get(k) == x.get(k) for k in key) for x in extra)]
     ab_rows = [
-        {**r, "variant": f"{r['attention']} (s = {s.get('score_scale')})" if r["attention"] != "released" else "released"}
+        {
+            **r,
+            "variant": f"{r['attention']} (s = {s.get('score_scale')})" if r["attention"] != "released" else "released",
+        }
         for s in same + extra
         for r in seeded.rows_from_summaries([s])
     ]
@@ -229,6 +232,7 @@ if len(acc):
 else:  # external training data: no bundled held-out split to evaluate here
     display(Markdown("No zero-shot domains for this training data: notebook 04 evaluates these models."))
 
+
 # %%
 def _cell(r):
     return f"{r.model}/{r.attention} {fmt_sig(r['mean'])} [{fmt_sig(r.ci_low, 2)}, {fmt_sig(r.ci_high, 2)}]"
@@ -239,7 +243,11 @@ if len(digits):
     verdict = digits.set_index(["model", "attention"])[["mean", "ci_low", "ci_high", "seeds", "n_images"]].copy()
     verdict["bar"] = [0.90 if a == "softmax" else 0.80 for _, a in verdict.index]
     verdict["mean meets bar"] = verdict["mean"] >= verdict["bar"]
-    display(Markdown("Acceptance bars on the digits domain (chance 0.10): softmax ≥ 0.90 and LA ≥ 0.80, on the mean over seeds."))
+    display(
+        Markdown(
+            "Acceptance bars on the digits domain (chance 0.10): softmax ≥ 0.90 and LA ≥ 0.80, on the mean over seeds."
+        )
+    )
     display(tidy(pl.sort_frame(verdict)))
 if len(acc):
     per_domain = "; ".join(
@@ -250,15 +258,21 @@ if len(acc):
         f"Zero-shot top-1 on the held-out splits ({', '.join(f'{d} n = {n:,}' for d, n in n_img.items())}), mean over "
         f"{len(used)} training seed(s) with 95% intervals: {per_domain}. "
         + (
-            "One seed: exploratory, the intervals cover the images only. "
+            (
+                "One seed: exploratory, the intervals cover the images only. "
+                if len(used) == 1
+                else f"{len(used)} seeds: exploratory (fewer than 3). "
+            )
             if len(used) < 3
-            else f"Intervals resample seeds, then images. "
+            else "Intervals resample seeds, then images. "
         )
         + f"Basis: proxy — tiny CLIPs ({', '.join(pl.model_order(models))}) trained {epochs} epoch(s) on "
         f"{dataset.get('n_train', 0):,} synthetic pairs at {resolution} px."
     )
 else:
-    takeaway = f"Trained {len(summaries)} model(s) on {train_data or 'the bundled domains'}; no held-out split to report here."
+    takeaway = (
+        f"Trained {len(summaries)} model(s) on {train_data or 'the bundled domains'}; no held-out split to report here."
+    )
 
 # %%
 # paths are stored relative to this run's folder, so a moved or copied run still works (ex.load_training)

@@ -29,7 +29,7 @@ def _cmd_run(a) -> int:
 def _cmd_reproduce(a) -> int:
     from linrepro.runner import execute as runner
 
-    runs = runner.reproduce(a.profile, Path(a.out) if a.out else None, progress=not a.no_progress)
+    runs = runner.reproduce(a.profile, Path(a.out) if a.out else None, progress=not a.no_progress, fresh=a.fresh)
     return 0 if all(r.status == "ok" for r in runs) else 1
 
 
@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", default="cpu")
     rp.add_argument("--out", help="outputs root (default: outputs/)")
     rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument(
+        "--fresh",
+        action="store_true",
+        help="run every notebook anew (default: reuse finished runs whose notebook, parameters and code "
+        "are unchanged, and continue an interrupted 03_clip_training in its own folder)",
+    )
     rp.set_defaults(func=_cmd_reproduce)
     pa = sub.add_parser("params", help="a notebook's parameters with type and default")
     pa.add_argument("notebook")

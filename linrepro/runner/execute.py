@@ -163,7 +163,9 @@ def prepare(notebook: str, profile: str, overrides: dict[str, Any] | None = None
 
 def _what_stopped(e: BaseException, path: Path, signum: int | None) -> tuple[str, str, RunInterrupted | None]:
     """(status, error line, the interruption to raise again once recorded) for what stopped a run."""
-    if isinstance(e, KeyboardInterrupt):  # a signal (RunInterrupted), or a KeyboardInterrupt from elsewhere
+    # a signal (RunInterrupted), a KeyboardInterrupt from elsewhere, or whatever papermill raised
+    # because the signal reached the kernel first (nbclient's DeadKernelError): a stop, not a failure
+    if isinstance(e, KeyboardInterrupt) or signum is not None:
         stop = e if isinstance(e, RunInterrupted) else RunInterrupted(signum or signal.SIGINT, path)
         return "interrupted", f"interrupted by {stop.signame}", stop
     if hasattr(e, "ename") and hasattr(e, "evalue"):  # papermill: the notebook's own exception
@@ -212,6 +214,7 @@ def execute(
             "status": "running",
             "started": provenance.now_utc(),
             "source": str(nb_path),
+            "fingerprint": fingerprint(nb_path, values),
             **process_record(),
         }
         if into is not None:
@@ -363,6 +366,45 @@ def resume(run_dir: Path, notebook: str | None = None, progress: bool = True, lo
     return execute(nb_path, values, profile, progress=progress, log=log, into=path)
 
 
+def fingerprint(nb_path: Path, values: dict) -> dict:
+    """What a run's results depend on, as digests: the notebook's source, its parameter values and
+    the package's code (:func:`linrepro.utils.provenance.code_digest`)."""
+    import hashlib
+
+    def sha(b: bytes) -> str:
+        return hashlib.sha256(b).hexdigest()[:16]
+
+    return {
+        "notebook": sha(Path(nb_path).read_bytes()),
+        "params": sha(yaml.safe_dump(values, sort_keys=True).encode()),
+        "code": provenance.code_digest(),
+    }
+
+
+def _previous(parent: Path, fp: dict, resumable: bool = False) -> tuple[Path | None, str | None]:
+    """The newest run in ``parent`` with the same notebook and parameters, and ``"same"`` when it
+    finished ok with the same code too, else its status. For a ``resumable`` notebook the
+    parameters alone decide which run is its own (its models are reused only when their training
+    code is unchanged, whatever the notebook's presentation does)."""
+    import json
+
+    from linrepro.study.runs import status_of
+
+    for d in sorted((d for d in parent.iterdir() if d.is_dir()), reverse=True) if parent.is_dir() else []:
+        try:
+            meta = json.loads((d / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        old = meta.get("fingerprint") or {}
+        if old.get("params") == fp["params"] and (resumable or old.get("notebook") == fp["notebook"]):
+            status, _ = status_of(meta)
+            same = old.get("code") == fp["code"] and old.get("notebook") == fp["notebook"]
+            if status == "ok" and same and (d / "results.json").is_file():
+                return d, "same"
+            return d, status if status != "ok" else "changed since"
+    return None, None
+
+
 def profile_notebooks(profile: str) -> list[str]:
     """Notebooks, in order, that have a parameter file in this profile."""
     pdir = project.params_dir() / profile
@@ -371,16 +413,43 @@ def profile_notebooks(profile: str) -> list[str]:
     return [s for s in project.list_notebooks() if (pdir / f"{s}.yaml").exists()]
 
 
-def reproduce(profile: str = "cpu", out_root: Path | None = None, progress: bool = True, log=print) -> list[Run]:
-    """Every notebook of the profile in order (all validated first), then the site."""
+def reproduce(
+    profile: str = "cpu", out_root: Path | None = None, progress: bool = True, log=print, fresh: bool = False
+) -> list[Run]:
+    """Every notebook of the profile in order (all validated first), then the site.
+
+    Unless ``fresh``, finished work is reused, so that a rerun after an interruption does not start
+    over: a notebook whose newest run has the same notebook source, parameters and package code
+    (run.json's ``fingerprint``) and finished ``ok`` is taken as it is, as long as every notebook
+    before it was too. A resumable notebook (03) with the same source and parameters whose run
+    stopped, or ran with other code, is run again *in its own folder* (as ``--resume`` does): its
+    finished models are reused when their training code is unchanged, the others continue from
+    their last checkpoint. Everything after a notebook that ran again runs again."""
     stems = profile_notebooks(profile)
     if not stems:
         raise _params.ParamError(f"profile {profile!r} has no parameter files in params/{profile}/")
     prepared = [prepare(s, profile) for s in stems]  # validate everything before running anything
     runs = []
     t0 = time.time()
+    root = Path(out_root) if out_root else project.outputs_dir()
+    chain_intact = not fresh
     for i, (nb_path, values) in enumerate(prepared, 1):
-        log(f"[linrepro] ({i}/{len(prepared)}) {nb_path.stem}")
+        stem = nb_path.stem
+        log(f"[linrepro] ({i}/{len(prepared)}) {stem}")
+        prev, how = (
+            _previous(root / profile / stem, fingerprint(nb_path, values), stem in RESUMABLE)
+            if not fresh
+            else (None, None)
+        )
+        if prev is not None and how == "same" and chain_intact:
+            log(f"[linrepro] {stem} · reused {prev} (notebook, parameters and code unchanged)")
+            runs.append(Run(stem, profile, prev.name, prev, "ok", None, 0.0))
+            continue
+        chain_intact = False
+        if prev is not None and stem in RESUMABLE and how != "running":
+            log(f"[linrepro] {stem} · continuing {prev} in place ({how}): finished models are reused")
+            runs.append(execute(nb_path, values, profile, out_root, progress, log, into=prev))
+            continue
         runs.append(execute(nb_path, values, profile, out_root, progress, log))
     from linrepro.runner.site import build_site
 

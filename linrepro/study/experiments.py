@@ -391,6 +391,20 @@ def run_name(model: str, attention: str, seed: int, n_seeds: int, suffix: str = 
     return f"{model}-{attention}{suffix}" + (f"-seed{seed}" if n_seeds > 1 else "")
 
 
+def _die_with_parent() -> None:
+    """A pool worker ends when the process that started it does (Linux ``PR_SET_PDEATHSIG``), so
+    that a stopped or killed notebook never leaves a training running."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _job(kw: dict, threads: int) -> dict:
     """One :func:`train_and_evaluate` in a worker process, on ``threads`` CPU threads."""
     torch.set_num_threads(threads)
@@ -433,7 +447,8 @@ def run_jobs(jobs: list[dict], *, workers: int = 1, log=print) -> list[dict]:
     order = sorted(todo, key=lambda i: -_cost(jobs[i]))
     errors = []
     log(f"training {len(order)} run(s), {workers} at a time, one CPU thread each")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent) as pool:
         futures = {pool.submit(_job, jobs[i], 1): i for i in order}
         for k, f in enumerate(as_completed(futures), 1):
             i = futures[f]
@@ -549,7 +564,11 @@ def train_variants(
                     "seed": sd,
                     # the score scale names an Eq. 4/7 ablation; the released code has its own (s = 1)
                     "name": run_name(
-                        v["model"], v["attention"], sd, len(seeds), f"-s{tag}" if v["attention"] in ("eq4", "eq7") else ""
+                        v["model"],
+                        v["attention"],
+                        sd,
+                        len(seeds),
+                        f"-s{tag}" if v["attention"] in ("eq4", "eq7") else "",
                     ),
                 }
             )

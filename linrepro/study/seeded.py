@@ -62,8 +62,15 @@ def interval_frame(
     for cell, by_seed in _grouped(rows, by, key).items():
         seeds = sorted(by_seed)
         r = stats.seed_image_interval([by_seed[s] for s in seeds], n_resamples=n_resamples, seed=seed)
-        recs.append({**dict(zip(by, cell, strict=True)), **{k: r[k] for k in ("mean", "ci_low", "ci_high")},
-                     "seeds": r["seeds"], "n_images": r["n_images"], "per_seed": r["per_seed"]})
+        recs.append(
+            {
+                **dict(zip(by, cell, strict=True)),
+                **{k: r[k] for k in ("mean", "ci_low", "ci_high")},
+                "seeds": r["seeds"],
+                "n_images": r["n_images"],
+                "per_seed": r["per_seed"],
+            }
+        )
     return pd.DataFrame(recs)
 
 

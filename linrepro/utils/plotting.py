@@ -414,7 +414,8 @@ def accuracy_bars(
         hover_data={n: True, f"{value}_lo": ":.3f", f"{value}_hi": ":.3f"},
         labels={value: AXIS_TITLES.get(value, value), x: AXIS_TITLES.get(x, x)},
         title=title
-        or f"{AXIS_TITLES.get(value, value)} with {level:.0%} " + ("intervals" if lo is not None else "Wilson intervals"),
+        or f"{AXIS_TITLES.get(value, value)} with {level:.0%} "
+        + ("intervals" if lo is not None else "Wilson intervals"),
     )
     if isinstance(chance, (int, float)):
         fig.add_hline(y=float(chance), line_dash="dot", line_color=NEUTRAL)

@@ -175,3 +175,24 @@ def test_label_confusion_names_classes_and_axes():
 def test_coinciding_curves_are_detected_for_a_caption():
     assert pl.coincide([1.0, 2.0], [1.0, 2.01]) == pytest.approx(0.01 / 2.01)
     assert pl.coincide([1.0, 2.0], [1.0, 3.0]) is None
+
+
+def test_accuracy_bars_take_given_intervals_instead_of_wilson():
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {
+            "model": ["tiny-S"] * 2,
+            "attention": ["softmax", "eq7"],
+            "domain": ["digits"] * 2,
+            "top1": [0.9, 0.8],
+            "ci_low": [0.85, 0.6],
+            "ci_high": [0.93, 0.95],
+            "n_images": [360, 360],
+        }
+    )
+    fig = pl.accuracy_bars(df, value="top1", lo="ci_low", hi="ci_high")
+    bars = {t.name: t for t in fig.data if t.type == "bar"}
+    assert list(bars["softmax"].error_y.array) == pytest.approx([0.03])
+    assert list(bars["eq7"].error_y.arrayminus) == pytest.approx([0.2])
+    assert "Wilson" not in fig.layout.title.text
