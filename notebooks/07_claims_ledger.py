@@ -30,7 +30,7 @@
 # and claims that share one measurement count once.
 
 # %% tags=["parameters"]
-evidence_profiles = []  # profiles whose runs are read, in order of preference (empty: this run's profile)
+evidence_profiles = ["study", "cpu"]  # per notebook, the first of these with a run: the recorded study, else own
 
 # %%
 import pandas as pd
@@ -45,6 +45,16 @@ profiles = tuple(evidence_profiles) or (current_profile(),)
 rows = claims.evaluate(outputs_root(), profiles)
 s = claims.summary(rows)
 here = run_dir("07_claims_ledger")
+
+# %% [markdown]
+# ## Which runs this ledger reads
+# For each notebook, the first of the profiles above that has a finished run of it: the `cpu` and
+# `smoke` ledgers read the recorded study (`outputs/reference/study/`) where it exists and their own
+# runs otherwise. The seeds are the training seeds behind a trained model's numbers.
+
+# %%
+used = claims.evidence_runs(outputs_root(), profiles)
+display(HTML(claims.evidence_runs_html(used, outputs_root(), here)))
 
 # %% [markdown]
 # ## Summary
@@ -105,6 +115,7 @@ display(HTML(claims.findings_html(found, outputs_root(), here)))
 path = save_results(
     {
         "profiles": list(profiles),
+        "evidence_runs": used,
         "summary": s,
         "findings": found,
         "claims": [

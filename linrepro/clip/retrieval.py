@@ -65,3 +65,20 @@ def embed_pairs(model, tokenizer, images: torch.Tensor, captions: Sequence[str],
 def retrieval(model, tokenizer, images, captions, device="cpu", ks=(1, 5)) -> dict:
     """R@k both ways of ``model`` on (image, caption) pairs."""
     return recall_at_k(*embed_pairs(model, tokenizer, images, captions, device), captions, ks)
+
+
+def embed_captions(model, tokenizer, captions: Sequence[str], device="cpu", batch_size: int = 256) -> torch.Tensor:
+    """L2-normalised text embeddings of ``captions`` (each distinct caption encoded once)."""
+    uniq, inverse = np.unique(np.asarray(list(captions), dtype=object), return_inverse=True)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(uniq), batch_size):
+            out.append(model.encode_text(tokenizer(list(uniq[s : s + batch_size])).to(device), normalize=True).cpu())
+    return torch.cat(out)[torch.as_tensor(inverse.reshape(-1))]
+
+
+def retrieval_from_features(model, tokenizer, image_features, captions, device="cpu", ks=(1, 5)) -> dict:
+    """R@k both ways from image embeddings already computed (e.g. by zero-shot evaluation) and the
+    images' own captions, encoded here."""
+    return recall_at_k(image_features, embed_captions(model, tokenizer, captions, device), captions, ks)

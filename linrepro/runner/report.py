@@ -96,6 +96,23 @@ def plotlyjs_script() -> str:
     )
 
 
+def externalise_plotlyjs(html: str, src: str) -> tuple[str, list[str]]:
+    """``html`` with every inlined copy of plotly.js replaced by ``<script src="{src}">`` (a path
+    relative to the report, so it still loads offline from ``file://``), and the copies taken out
+    (their script text, in order). Recorded runs share one plotly.js this way
+    (``scripts/record_study.py``) instead of ~4.8 MB in every report."""
+    import html as _html
+
+    found: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        body = m.group(0)
+        found.append(body[body.index(">") + 1 : -len("</script>")])
+        return f'<script charset="utf-8" src="{_html.escape(src)}" data-linrepro-plotlyjs="{m.group(1)}"></script>'
+
+    return _PLOTLYJS.sub(sub, html), found
+
+
 # --------------------------------------------------------------------------- the published article
 # A report is an article, the executed notebook stays the record. From the notebook:
 #   * the parameters cell and papermill's injected one are left out (the parameters are listed in

@@ -28,20 +28,21 @@ table.ledger td{text-align:left} table.ledger td:nth-child(5){font-size:.9em}
 
 
 def collect_runs(out_root: Path | None = None) -> list[dict]:
-    """Every ``run.json`` below ``<outputs>/<profile>/<notebook>/<run-id>/``, newest first (by start
-    time; a run whose run.json cannot be read has none and comes last). ``status`` is as
-    :func:`linrepro.study.runs.status_of` sees it: a ``running`` run whose process is gone is
-    ``interrupted``, with the reason in ``note``."""
+    """Every ``run.json`` below ``<outputs>/<profile>/<notebook>/<run-id>/``, and every recorded
+    one below ``<outputs>/reference/<profile>/<notebook>/<run-id>/`` (``recorded`` True), newest
+    first (by start time; a run whose run.json cannot be read has none and comes last).
+    ``status`` is as :func:`linrepro.study.runs.status_of` sees it: a ``running`` run whose
+    process is gone is ``interrupted``, with the reason in ``note``."""
     root = Path(out_root) if out_root else project.outputs_dir()
     runs = []
-    for meta_path in root.glob("*/*/*/run.json"):
-        if meta_path.parts[-4] in ("site", "interactive"):
-            continue
+    found = [(p, False) for p in root.glob("*/*/*/run.json") if p.parts[-4] not in ("site", "interactive", "reference")]
+    found += [(p, True) for p in root.glob("reference/*/*/*/run.json")]
+    for meta_path, recorded in found:
         try:
             meta = read_json(meta_path, f"{meta_path.parts[-3]} run {meta_path.parts[-2]}: run.json")
             if not isinstance(meta, dict):
                 raise ValueError(f"{meta_path} is not a JSON object")
-            meta["status"], meta["note"] = status_of(meta)
+            meta["status"], meta["note"] = ("ok", None) if recorded and meta.get("status") == "ok" else status_of(meta)
         except (OSError, ValueError) as e:
             meta = {
                 "notebook": meta_path.parts[-3],
@@ -50,10 +51,18 @@ def collect_runs(out_root: Path | None = None) -> list[dict]:
                 "status": "unreadable",
                 "error": str(e),
             }
+        meta.setdefault("notebook", meta_path.parts[-3])
+        meta.setdefault("profile", meta_path.parts[-4])
+        meta.setdefault("run_id", meta_path.parts[-2])
         meta["dir"] = meta_path.parent
+        meta["recorded"] = recorded
         runs.append(meta)
     runs.sort(key=lambda m: (m.get("started", ""), m.get("run_id", "")), reverse=True)
     return runs
+
+
+def _profile_label(meta: dict) -> str:
+    return f"{meta.get('profile', '?')} (recorded)" if meta.get("recorded") else str(meta.get("profile", "?"))
 
 
 def _row(meta: dict, site_dir: Path) -> str:
@@ -68,7 +77,7 @@ def _row(meta: dict, site_dir: Path) -> str:
     err_html = f'<div class="muted">{html.escape(err.splitlines()[0])}</div>' if err else ""
     dur = meta.get("duration_s")
     return (
-        f"<tr><td>{html.escape(meta.get('profile', '?'))}</td>"
+        f"<tr><td>{html.escape(_profile_label(meta))}</td>"
         f'<td class="{html.escape(status)}">{html.escape(status)}{err_html}</td>'
         f"<td>{html.escape(meta.get('started', '?'))}</td>"
         f"<td>{'' if dur is None else f'{dur:.0f} s'}</td>"
@@ -123,7 +132,7 @@ def _ledger_section(ledger: dict | None, root: Path, site_dir: Path) -> str:
     counts = ", ".join(f"<b>{n}</b> {html.escape(v)}" for v, n in c.items())  # the summary's counts, not re-counted
     return (
         f"<h2 id=ledger>Claims ledger</h2><p>The seed report's {n_claims} claims, each checked "
-        f"against this package's runs (profile {html.escape(ledger.get('profile', '?'))}, "
+        f"against this package's runs (ledger run of profile {html.escape(_profile_label(ledger))}, "
         f"{html.escape(ledger.get('started', '?'))}). Of the {n_claims} claims: {counts}. "
         f'<a href="{html.escape(report)}">ledger report</a></p>'
         + claims
@@ -153,13 +162,49 @@ def _headline(ledger: dict | None) -> str:
     return f"<p class=headline>{html.escape(str(text))}</p>" if text else ""
 
 
-def evidence_runs(runs: list[dict], profile: str | None) -> dict[str, dict]:
-    """The newest finished run of each notebook in ``profile``: what the ledger reads."""
+def evidence_runs(runs: list[dict], profile: str | None, ledger: dict | None = None) -> dict[str, dict]:
+    """The run of each notebook the ledger read: the ledger's own list (``evidence_runs`` in its
+    results: per notebook, the recorded study's run or the profile's own), matched to the runs on
+    disk; for an older ledger without that list, the newest finished run of each notebook in
+    ``profile``."""
+    listed = None
+    try:
+        listed = ledger["results"].get("evidence_runs") if ledger else None
+    except (KeyError, TypeError, AttributeError):
+        listed = None
     out: dict[str, dict] = {}
+    if isinstance(listed, list):
+        for e in listed:
+            if not isinstance(e, dict) or not e.get("run_id"):
+                continue
+            same = [m for m in runs if (m.get("notebook"), m.get("run_id")) == (e.get("notebook"), e.get("run_id"))]
+            # the run as listed (recorded or not); else its other copy (a ledger recorded with its runs)
+            same.sort(key=lambda m: bool(m.get("recorded")) != bool(e.get("recorded")))
+            if same:
+                out[e["notebook"]] = same[0]
+        return out
     for m in runs:  # newest first
         if m.get("status") == "ok" and m.get("profile") == profile and m.get("notebook") not in out:
             out[m["notebook"]] = m
     return out
+
+
+def _shown_html(ev: dict[str, dict], files: dict[str, dict], site_dir: Path) -> str:
+    """Per notebook: the run shown (profile, recorded or not, run id, training seeds), linked."""
+    if not ev:
+        return "no finished runs yet"
+    items = []
+    for nb, m in sorted(ev.items()):
+        p = (files.get(nb) or {}).get("params") or {}
+        seeds = p.get("seeds")
+        seed = f"; {len(seeds)} training seeds" if isinstance(seeds, list) and seeds else ""
+        report = m["dir"] / "report.html"
+        run = html.escape(str(m.get("run_id", "?")))
+        run = f'<a href="{html.escape(os.path.relpath(report, site_dir))}">{run}</a>' if report.exists() else run
+        items.append(
+            f"<li>{html.escape(nb)}: {html.escape(_profile_label(m))} run <code>{run}</code>{html.escape(seed)}</li>"
+        )
+    return "<ul>" + "".join(items) + "</ul>"
 
 
 def _run_files(meta: dict) -> dict:
@@ -267,8 +312,9 @@ def scope_html(runs: list[dict], ledger: dict | None, site_dir: Path) -> str:
     from linrepro.utils import project as _project
 
     profile = ledger.get("profile") if ledger else (runs[0].get("profile") if runs else None)
-    ev = evidence_runs(runs, profile)
+    ev = evidence_runs(runs, profile, ledger)
     files = {nb: _run_files(m) for nb, m in ev.items()}
+    profs = sorted({_profile_label(m) for m in ev.values()}) or [str(profile)]
     provs = [f.get("provenance") for f in files.values() if f.get("provenance")]
     total = sum(m.get("duration_s") or 0 for m in ev.values())
     starts = sorted(m.get("started", "") for m in ev.values() if m.get("started"))
@@ -289,11 +335,13 @@ def scope_html(runs: list[dict], ledger: dict | None, site_dir: Path) -> str:
     except FileNotFoundError:
         spec = SPEC_PATH
     rows = [
+        ("runs shown", _shown_html(ev, files, site_dir)),
         ("hardware", html.escape(_join(hardware_text(pv) for pv in provs)) if provs else "no finished runs yet"),
         (
             "run time",
             html.escape(
-                f"{_duration(total)} over {len(ev)} notebook{'s' if len(ev) != 1 else ''} (profile {profile}), "
+                f"{_duration(total)} over {len(ev)} notebook{'s' if len(ev) != 1 else ''} "
+                f"(profile{'s' if len(profs) != 1 else ''} {', '.join(profs)}), "
                 f"{starts[0][:16].replace('T', ' ')} to {starts[-1][:16].replace('T', ' ')} UTC"
             )
             if starts

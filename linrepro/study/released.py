@@ -10,8 +10,9 @@ causal mask when ``causal``. The properties below are measured on those modules,
 * :func:`score_stats`: the range of the weights each variant puts on v_j, and of q·k;
 * :func:`norm_growth`: the log-log slope of the mean output norm against N;
 * :func:`speed`: forward (and backward) time of eq4, eq7 and released side by side, interleaved;
-* :func:`accuracy_frame` / :func:`compare`: zero-shot top-1 of 03's runs, released − eq7 and
-  released − softmax per (model, domain), paired over seeds when there are at least three.
+* :func:`training_rows` / :func:`compare`: zero-shot top-1 of 03's runs with intervals over seeds
+  and images, released − eq7 and released − softmax per (model, domain), paired by seed and image,
+  Holm-corrected across the table, judged by :data:`linrepro.study.rules.SAME_ACCURACY`.
 """
 
 from __future__ import annotations
@@ -290,136 +291,131 @@ def _no_grad_call(mod, x):
 
 
 # --------------------------------------------------------------------------- accuracy from 03's runs
-def accuracy_frame(trained: list[dict]):
-    """Zero-shot top-1 of the grid runs of one or more 03_clip_training results (``load_training``):
-    one row per (model, attention, domain, seed). The seed is the run's (its dataset's) seed."""
-    import pandas as pd
+def training_rows(trained: list[dict]) -> list[dict]:
+    """Per-image zero-shot outcomes of 03_clip_training results (``load_training``), one row per
+    (model, attention, training seed, domain) (:func:`linrepro.study.seeded.rows_from_summaries`).
+
+    A run trains every seed itself (each summary has its ``seed``); its ``extra_summaries`` add the
+    attentions that are not in its grid (``released``), while score-scale ablations of a grid
+    attention are left out (they would clash with the grid's cells). Older input, one run per seed
+    whose summaries carry no ``seed``, takes the seed of the run's dataset."""
+    from linrepro.study.seeded import rows_from_summaries
 
     rows = []
     for t in trained:
-        for s in t.get("summaries") or []:
-            seed = s.get("seed", (t.get("dataset") or {}).get("seed"))
-            for z in s.get("zero_shot") or []:
-                rows.append(
-                    {
-                        "model": s["model"],
-                        "attention": s["attention"],
-                        "domain": z["domain"],
-                        "seed": seed,
-                        "top1": z["top1"],
-                        "n_val": z["n"],
-                        "correct": z.get("correct"),  # per-image hits, where the run recorded them
-                    }
-                )
-    df = pd.DataFrame(rows, columns=["model", "attention", "domain", "seed", "top1", "n_val", "correct"])
-    dup = df.duplicated(["model", "attention", "domain", "seed"])
-    if dup.any():
-        first = df[dup].iloc[0]
-        raise ValueError(
-            f"two runs give {first['model']}/{first['attention']} on {first['domain']} with seed {first['seed']}: "
-            "pass one 03_clip_training run per seed"
-        )
-    return df
+        grid = list(t.get("summaries") or [])
+        atts = {s.get("attention") for s in grid}
+        extra = [s for s in t.get("extra_summaries") or [] if s.get("attention") not in atts]
+        data_seed = (t.get("dataset") or {}).get("seed", 0)
+        rows += rows_from_summaries({**s, "seed": s.get("seed", data_seed)} for s in grid + extra)
+    return rows
 
 
-def wilson(top1: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson interval of an accuracy over n images (sampling of the images only)."""
-    from scipy import stats
+def _rule(diff: dict, seeds: int) -> dict:
+    from linrepro.study import rules
 
-    k = round(top1 * n)
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
-def paired_images(a, b, level: float = 0.95) -> dict | None:
-    """Two models' per-image hits on the same images (same order): the mean difference a − b with
-    its t interval over images, and the exact McNemar test (a binomial test on the discordant
-    images). None when the hit lists are missing or differ in length."""
-    from scipy import stats
-
-    if a is None or b is None or len(a) != len(b) or len(a) < 2:
-        return None
-    a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
-    d = a - b
-    n = len(d)
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(np.std(d, ddof=1)) / math.sqrt(n)
-    only_a, only_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
-    p = float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0
-    return {
-        "n_images": n,
-        "images_ci_low": float(d.mean()) - half,
-        "images_ci_high": float(d.mean()) + half,
-        "p_mcnemar": p,
-    }
+    return rules.decide(
+        diff["diff"], diff["ci_low"], diff["ci_high"], rules.SAME_ACCURACY, seeds=seeds, between_models=True
+    )
 
 
-def compare(df, target: str = "released", baselines=("eq7", "softmax"), level: float = 0.95) -> dict:
-    """target − baseline top-1 per (model, domain), paired by seed.
+def compare(
+    rows: list[dict], target: str = "released", baselines=("eq7", "softmax"), *, n_resamples: int = 2000
+) -> dict:
+    """target − baseline zero-shot top-1 per (model, domain), for the models that trained ``target``.
 
-    With ≥ :data:`MIN_SEEDS` paired seeds: the mean difference, its t interval over seeds and a paired
-    t-test (scipy ``ttest_rel``). With fewer: the mean difference is ``exploratory`` (no interval
-    over seeds); each accuracy gets a Wilson interval over its images and, with one seed and per-image
-    hits recorded, the difference gets a paired interval over images and McNemar's test
-    (:func:`paired_images`: they capture the sampling of test images, not of training seeds).
-    Returns ``{"status": "measured" | "not run", "reason", "rows"}``."""
-    from scipy import stats
+    ``cells``: each (model, attention, domain)'s mean over seeds with its 95% interval (bootstrap
+    over seeds, then images: :func:`linrepro.study.seeded.interval_frame`). ``rows``: each contrast
+    ``target − baseline`` paired by seed and image (:func:`linrepro.study.seeded.paired_frame`),
+    with Holm's correction across every row of the table (both baselines together), and a verdict
+    of the declared rule :data:`linrepro.study.rules.SAME_ACCURACY` (``rules.decide``: fewer than
+    :data:`MIN_SEEDS` seeds is exploratory and at most inconclusive).
+    Returns ``{"status": "measured" | "not run", "reason", "rows", "cells", "seeds"}``."""
+    from linrepro.study import seeded, stats
 
-    present = sorted(set(df.attention)) if len(df) else []
+    present = sorted({r["attention"] for r in rows})
     if target not in present:
         return {
             "status": "not run",
             "reason": f"the 03_clip_training runs trained {present or 'nothing with zero-shot results'}, not "
-            f"{target!r}: add {target!r} to 03's `attentions` to compare",
+            f"{target!r}: add {target!r} to 03's `attentions` or `extra_runs` to compare",
             "rows": [],
+            "cells": [],
+            "seeds": 0,
         }
-    rows = []
+    missing = [r for r in rows if r.get("correct") is None]
+    if missing:
+        m = missing[0]
+        return {
+            "status": "not run",
+            "reason": f"the 03_clip_training run recorded no per-image outcomes ('correct') for {m['model']}/"
+            f"{m['attention']} seed {m.get('seed')} on {m.get('domain')}: re-run 03 to compare with intervals",
+            "rows": [],
+            "cells": [],
+            "seeds": 0,
+        }
+    models = [
+        m
+        for m in dict.fromkeys(r["model"] for r in rows)
+        if any(r["model"] == m and r["attention"] == target for r in rows)
+    ]
+    keep = [r for r in rows if r["model"] in models and r["attention"] in (target, *baselines)]
+    cells = seeded.interval_frame(keep, ("model", "attention", "domain"), n_resamples=n_resamples)
+    frames = []
     for base in baselines:
         if base not in present:
             continue
-        for (model, domain), g in df.groupby(["model", "domain"], sort=False):
-            w = g.pivot_table(index="seed", columns="attention", values="top1")
-            nv = g.groupby("attention").n_val.first()
-            if target not in w or base not in w:
-                continue
-            pair = w[[target, base]].dropna()
-            if pair.empty:
-                continue
-            d = (pair[target] - pair[base]).to_numpy()
-            n = len(d)
-            row = {
-                "model": model,
-                "domain": domain,
-                "baseline": base,
-                "seeds": n,
-                target: float(pair[target].mean()),
-                base: float(pair[base].mean()),
-                "diff": float(d.mean()),
-                "ci_low": None,
-                "ci_high": None,
-                "p_paired_t": None,
-                "basis": f"paired over {n} seeds"
-                if n >= MIN_SEEDS
-                else f"exploratory, {'one seed' if n == 1 else f'{n} seeds'}",
-            }
-            if n >= MIN_SEEDS:
-                sd = float(np.std(d, ddof=1))
-                half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-                row["ci_low"], row["ci_high"] = row["diff"] - half, row["diff"] + half
-                row["p_paired_t"] = float(stats.ttest_rel(pair[target], pair[base]).pvalue) if sd > 0 else None
-            if n == 1:
-                row[f"{target}_images_ci"] = wilson(row[target], int(nv[target]), level)
-                row[f"{base}_images_ci"] = wilson(row[base], int(nv[base]), level)
-                hits = g.set_index(["seed", "attention"]).correct
-                seed = pair.index[0]
-                row.update(paired_images(hits.get((seed, target)), hits.get((seed, base)), level) or {})
-            rows.append(row)
-    return {"status": "measured", "reason": None, "rows": rows}
+        d = seeded.paired_frame(keep, ("model", "domain"), base=base, others=[target], n_resamples=n_resamples)
+        if len(d):
+            frames.append(d.assign(baseline=base))
+    out = []
+    if frames:
+        import pandas as pd
+
+        table = pd.concat(frames, ignore_index=True)
+        table["p_holm"] = stats.holm(table.p_value.tolist())
+        mean = {(c.model, c.attention, c.domain): c["mean"] for _, c in cells.iterrows()}
+        for _, r in table.iterrows():
+            n = int(r.seeds)
+            rule = _rule(r, n)
+            out.append(
+                {
+                    "model": r.model,
+                    "domain": r.domain,
+                    "baseline": r.baseline,
+                    "contrast": f"{target} − {r.baseline}",
+                    "seeds": n,
+                    "n_images": int(r.n_images),
+                    target: float(mean[(r.model, target, r.domain)]),
+                    r.baseline: float(mean[(r.model, r.baseline, r.domain)]),
+                    "diff": float(r["diff"]),
+                    "ci_low": float(r.ci_low),
+                    "ci_high": float(r.ci_high),
+                    "p_value": float(r.p_value),
+                    "t_test_p": None if r.t_test_p is None or r.t_test_p != r.t_test_p else float(r.t_test_p),
+                    "p_holm": float(r.p_holm),
+                    "verdict": rule["verdict"],
+                    "rule": rule,
+                    "basis": f"paired over {n} seeds and the images"
+                    if n >= MIN_SEEDS
+                    else f"{'one seed' if n == 1 else f'{n} seeds'}: exploratory (the interval is mostly over images)",
+                }
+            )
+    seeds = max((int(c) for c in cells.seeds), default=0) if len(cells) else 0
+    return {
+        "status": "measured",
+        "reason": None,
+        "rows": out,
+        "cells": cells.drop(columns=["per_seed"]).to_dict("records") if len(cells) else [],
+        "seeds": seeds,
+    }
 
 
-def load_accuracy(train_runs=()) -> dict:
-    """:func:`compare` over 03_clip_training runs (one per seed): the folders in ``train_runs``, or
-    the latest finished run of this profile. Named folders must exist; with none named and no
-    finished run, the comparison is ``not run`` with the reason."""
+def load_accuracy(train_runs=(), *, n_resamples: int = 2000) -> dict:
+    """:func:`compare` over 03_clip_training results: the run folders in ``train_runs`` (one run
+    that trained every seed, or older runs of one seed each), or the latest finished run of this
+    profile. Named folders must exist; with none named and no finished run, the comparison is
+    ``not run`` with the reason."""
     from linrepro.study.experiments import load_training
     from linrepro.study.runs import find_run
 
@@ -429,8 +425,8 @@ def load_accuracy(train_runs=()) -> dict:
         try:
             sources = [find_run("03_clip_training")]
         except FileNotFoundError as e:
-            return {"status": "not run", "reason": str(e), "rows": [], "sources": []}
-    result = compare(accuracy_frame([load_training(s) for s in sources]))
+            return {"status": "not run", "reason": str(e), "rows": [], "cells": [], "seeds": 0, "sources": []}
+    result = compare(training_rows([load_training(s) for s in sources]), n_resamples=n_resamples)
     return {**result, "sources": [str(s) for s in sources]}
 
 
@@ -487,11 +483,16 @@ def takeaway(results: dict) -> str:
     rows = [r for r in acc.get("rows") or [] if r.get("diff") is not None]
     if acc.get("status") == "measured" and rows:
         worst = min(rows, key=lambda r: r["diff"])
+        seeds = acc.get("seeds") or worst.get("seeds") or 0
         text += (
-            f" Trained side by side, the largest gap is {worst.get('model', '')} {worst.get('domain', '')} released − "
+            f" Trained side by side ({seeds} training seed{'s' if seeds != 1 else ''}"
+            + ("; one seed: exploratory" if seeds == 1 else "; exploratory" if seeds < MIN_SEEDS else "")
+            + f"), the largest gap is {worst.get('model', '')} {worst.get('domain', '')} released − "
             f"{worst.get('baseline', '?')} {worst['diff']:+.3f}"
             + (f" [{worst['ci_low']:+.3f}, {worst['ci_high']:+.3f}]" if worst.get("ci_low") is not None else "")
-            + f" ({worst.get('basis', 'proxy')})."
+            + (f", Holm-adjusted p = {worst['p_holm']:.2g}" if worst.get("p_holm") is not None else "")
+            + (f": {worst['verdict']} for 'the same accuracy' (±0.05)" if worst.get("verdict") else "")
+            + "."
         )
     else:
         text += f" Accuracy: not run ({acc.get('reason', 'no 03 run trained it')})."

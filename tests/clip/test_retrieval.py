@@ -68,3 +68,38 @@ def test_retrieval_runs_on_a_tiny_open_clip():
     caps = ["a red circle", "a blue square", "the digit 3", "the letter A", "a red circle", "a green star"]
     r = retrieval(model, tok, images, caps, ks=(1, 5))
     assert r["n"] == 6 and 0 <= r["i2t_r1"] <= r["i2t_r5"] <= 1 and len(r["t2i_hits"][1]) == 6
+
+
+def test_hand_built_case_and_captions_encoded_once():
+    """Three pairs, embeddings on the axes: image 0 is nearest caption 1, so i2t R@1 misses for
+    pair 0 unless caption 1 reads the same; t2i likewise by hand."""
+    from linrepro.clip.retrieval import embed_captions, retrieval_from_features
+
+    img = np.array([[0.6, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    txt = np.eye(3)
+    # sim = img @ txt.T: image 0 -> [0.6, 0.8, 0] (best: text 1); image 1 -> text 1; image 2 -> text 2
+    # text 0 -> images [0.6, 0, 0] (best: image 0); text 1 -> [0.8, 1, 0] (image 1); text 2 -> image 2
+    r = recall_at_k(img, txt, ["a", "b", "c"], ks=(1, 2))
+    assert r["i2t_hits"][1] == [0, 1, 1] and r["t2i_hits"][1] == [1, 1, 1]
+    assert r["i2t_hits"][2] == [1, 1, 1] and r["i2t_r1"] == pytest.approx(2 / 3)
+    same = recall_at_k(img, txt, ["a", "a", "c"], ks=(1,))  # captions 0 and 1 are one string: a hit
+    assert same["i2t_hits"][1] == [1, 1, 1]
+
+    calls = []
+
+    class Stub:
+        def eval(self):
+            return self
+
+        def encode_text(self, tokens, normalize=True):
+            calls.append(tokens.shape[0])
+            return torch.nn.functional.normalize(tokens[:, :3].float() + 1.0, dim=-1)
+
+    def tok(caps):
+        return torch.tensor([[len(c), ord(c[0]), ord(c[-1])] for c in caps])
+
+    caps = ["one", "two", "one", "three"]
+    e = embed_captions(Stub(), tok, caps)
+    assert calls == [3] and torch.equal(e[0], e[2]) and not torch.equal(e[0], e[1])
+    feats = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1)
+    assert retrieval_from_features(Stub(), tok, feats, caps)["i2t_hits"] == recall_at_k(feats, e, caps)["i2t_hits"]

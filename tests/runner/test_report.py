@@ -208,3 +208,16 @@ def test_progress_lines_are_recognised():
     assert is_progress_line("throughput: 100%|##########| 8/8 [00:03<00:00,  2.50it/s]")
     assert not is_progress_line("WARNING:root:No pretrained weights loaded")
     assert not is_progress_line("top-1 improved by 35% | 6 of 17 domains")
+
+
+def test_plotlyjs_can_be_shared_by_a_relative_script(tmp_path):
+    from linrepro.runner.report import externalise_plotlyjs, plotlyjs_script
+
+    inline = plotlyjs_script()  # the real library, as every report embeds it
+    page = f"<html><head>{inline}</head><body><script>Plotly.newPlot('x', [])</script></body></html>"
+    new, found = externalise_plotlyjs(page, "../../plotly.min.js")
+    assert len(found) == 1 and found[0].startswith("/**") and "plotly.js v" in found[0][:40]
+    assert len(new) < 1000 and '<script charset="utf-8" src="../../plotly.min.js"' in new
+    assert "window.PlotlyConfig" in new and "Plotly.newPlot('x', [])" in new
+    assert not remote_resources(new)  # a relative file, nothing from the network
+    assert externalise_plotlyjs(new, "x.js") == (new, [])  # nothing left to take out

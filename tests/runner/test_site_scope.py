@@ -144,3 +144,87 @@ def test_scope_names_the_gpu_when_one_was_used(tmp_path):
     assert "02_attention_timing: 3 seeds (0, 1, 2)" in scope
     assert "no finished 03_clip_training run in this profile" in scope
     assert os.path.exists(tmp_path / "site" / "index.html")
+
+
+def _recorded(root: Path, notebook: str, run_id: str, *, params: dict, results: dict):
+    """A recorded study run: outputs/reference/study/<notebook>/<run-id>/."""
+    d = _run(root / "reference" / "_", notebook, run_id, params=params, results=results)  # built under cpu/, moved
+    target = root / "reference" / "study" / notebook / run_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    d.rename(target)
+    meta = json.loads((target / "run.json").read_text())
+    (target / "run.json").write_text(json.dumps({**meta, "profile": "study", "pid": 999999999, "status": "ok"}))
+    return target
+
+
+def test_site_lists_recorded_runs_and_a_fresh_clone_shows_the_recorded_study(tmp_path):
+    from linrepro.runner.site import build_site, collect_runs
+
+    r03 = _recorded(
+        tmp_path,
+        "03_clip_training",
+        "20260101-000002",
+        params={"seeds": [0, 1, 2], "seed": 0, "models": ["tiny-B"]},
+        results={"summaries": []},
+    )
+    link = "reference/study/03_clip_training/20260101-000002/report.html"
+    ledger = {
+        "claims": [_claim(1, "supported", "by construction")],
+        "summary": {"n": 1, "counts": {"supported": 1}, "headline": "Of 1 claims, recorded."},
+        "findings": [],
+        "evidence_runs": [
+            {
+                "notebook": "03_clip_training",
+                "profile": "study",
+                "run_id": "20260101-000002",
+                "recorded": True,
+                "seeds": [0, 1, 2],
+                "link": link,
+            },
+        ],
+    }
+    _recorded(tmp_path, "07_claims_ledger", "20260101-000003", params={}, results=ledger)
+    runs = collect_runs(tmp_path)
+    assert {(m["notebook"], m["recorded"], m["status"]) for m in runs} == {
+        ("03_clip_training", True, "ok"),
+        ("07_claims_ledger", True, "ok"),  # a recorded run's pid is not this machine's: still ok
+    }
+    html = build_site(tmp_path).read_text()
+    scope = html[html.index("<section class=scope") : html.index("</section>")]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", scope))
+    assert "runs shown 03_clip_training: study (recorded) run 20260101-000002 ; 3 training seeds" in text
+    assert "(profile study (recorded))" in text
+    assert "ledger run of profile study (recorded)" in html and "Of 1 claims, recorded." in html
+    assert "<td>study (recorded)</td>" in html  # the reports table marks them
+    site = tmp_path / "site"
+    for href in re.findall(r'href="([^"#]+)', html):  # every report link works from the site folder
+        if not href.startswith("http"):
+            assert (site / href).resolve().exists(), href
+    assert (site / os.path.relpath(r03 / "report.html", site)).exists()
+
+
+def test_the_scope_shows_the_runs_the_ledger_read_across_profiles(tmp_path):
+    from linrepro.runner.site import build_site
+
+    _recorded(tmp_path, "03_clip_training", "20260101-000002", params={"seeds": [0, 1, 2]}, results={})
+    _run(tmp_path, "03_clip_training", "20260101-000009", params={"seed": 0}, results={})  # newer cpu run, not read
+    _run(tmp_path, "01_kernel_derivation", "20260101-000001", params={"seed": 0}, results={})
+    ev = [
+        {"notebook": "01_kernel_derivation", "profile": "cpu", "run_id": "20260101-000001", "recorded": False},
+        {"notebook": "03_clip_training", "profile": "study", "run_id": "20260101-000002", "recorded": True},
+    ]
+    summary = {"n": 0, "counts": {}, "headline": "h"}
+    _run(
+        tmp_path,
+        "07_claims_ledger",
+        "20260101-000010",
+        params={},
+        results={"claims": [], "summary": summary, "evidence_runs": ev},
+    )
+    html = build_site(tmp_path).read_text()
+    scope = re.sub(
+        r"\s+", " ", re.sub(r"<[^>]+>", " ", html[html.index("<section class=scope") : html.index("</section>")])
+    )
+    assert "01_kernel_derivation: cpu run 20260101-000001" in scope
+    assert "03_clip_training: study (recorded) run 20260101-000002 ; 3 training seeds" in scope
+    assert "20260101-000009" not in scope and "profiles cpu, study (recorded)" in scope

@@ -255,3 +255,193 @@ def test_notebook_07_runs_through_an_unreadable_training_run(tmp_path):
     assert v[15]["verdict"] == "supported"
     assert any("unreadable" in f["text"] for f in res["findings"])
     assert "Unreadable evidence" in (led.parent / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------- the recorded study first
+def _params(d, params):
+    import yaml
+
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    return d
+
+
+def test_the_ledger_prefers_the_recorded_study_per_notebook_and_names_it(tmp_path):
+    study03 = _params(
+        _run(tmp_path, "study", "03_clip_training", {"accuracy": []}, run_id="20260101-000000-study0", reference=True),
+        {"seeds": [0, 1, 2], "seed": 0},
+    )
+    _params(
+        _run(tmp_path, "cpu", "03_clip_training", {"accuracy": []}, run_id="20270101-000000-newcpu"), {"seed": 0}
+    )  # newer, but the study is preferred
+    cpu01 = _params(_run(tmp_path, "cpu", "01_kernel_derivation", DERIV), {"seed": 0})
+    ev = claims.Evidence(tmp_path, ("study", "cpu"))
+    assert ev.run("03_clip_training")[0] == study03
+    assert ev.run("01_kernel_derivation")[0] == cpu01  # no study run of 01: the profile's own
+    used = {
+        r["notebook"]: r
+        for r in claims.evidence_runs(
+            tmp_path, ("study", "cpu"), ["01_kernel_derivation", "03_clip_training", "05_scaling_laws"]
+        )
+    }
+    assert used["03_clip_training"] == {
+        "notebook": "03_clip_training",
+        "profile": "study",
+        "run_id": "20260101-000000-study0",
+        "recorded": True,
+        "seeds": [0, 1, 2],
+        "seed": 0,
+        "link": "reference/study/03_clip_training/20260101-000000-study0/report.html",
+    }
+    assert used["01_kernel_derivation"]["profile"] == "cpu" and not used["01_kernel_derivation"]["recorded"]
+    assert used["05_scaling_laws"]["run_id"] is None
+    page = claims.evidence_runs_html(list(used.values()), tmp_path, tmp_path / "cpu" / "07_claims_ledger" / "x")
+    assert "recorded (outputs/reference)" in page and "3 training seeds (0, 1, 2)" in page and "no finished run" in page
+    assert "../../../reference/study/03_clip_training/20260101-000000-study0/report.html" in page
+    # the seeds behind training findings are the recorded study's
+    assert claims._seeds(ev) == 3
+
+
+def _acc(model, att, dom, mean, lo, hi, seeds=3):
+    return {
+        "model": model,
+        "attention": att,
+        "domain": dom,
+        "mean": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "seeds": seeds,
+        "n_images": 400,
+    }
+
+
+def test_findings_report_intervals_over_seeds_and_read_decision_records(tmp_path):
+    from linrepro.study import rules
+
+    acc = [
+        _acc("tiny-B", "softmax", "digits", 0.95, 0.93, 0.97),
+        _acc("tiny-B", "softmax", "shapes", 0.85, 0.81, 0.88),
+        _acc("tiny-B", "eq7", "digits", 0.90, 0.87, 0.93),
+    ]
+    d03 = _run(tmp_path, "study", "03_clip_training", {"accuracy": acc}, reference=True)
+    _params(d03, {"seeds": [0, 1, 2]})
+    decision = {
+        **rules.decide(0.02, -0.05, 0.09, rules.SAME_EXPONENT, seeds=3, between_models=True),
+        "label": "tiny-S…L eq7",
+    }
+    _run(tmp_path, "study", "05_scaling_laws", {"fits": {}, "same_law": {"decision": decision}}, reference=True)
+    rel_rows = [
+        {
+            "model": "tiny-S",
+            "domain": "digits",
+            "baseline": "eq7",
+            "diff": -0.10,
+            "ci_low": -0.14,
+            "ci_high": -0.06,
+            "p_holm": 0.004,
+            "verdict": "contradicted",
+            "seeds": 3,
+        },
+        {
+            "model": "tiny-S",
+            "domain": "digits",
+            "baseline": "softmax",
+            "diff": -0.12,
+            "ci_low": -0.16,
+            "ci_high": -0.08,
+            "p_holm": 0.004,
+            "verdict": "contradicted",
+            "seeds": 3,
+        },
+    ]
+    head = {
+        k: {"released": v}
+        for k, v in {
+            "text_future_share": 0.3,
+            "norm_slope": 1.0,
+            "vision_dot_min": -1.0,
+            "uses_projections": False,
+        }.items()
+    }
+    _run(
+        tmp_path,
+        "study",
+        "08_paper_vs_released_code",
+        {"headline": head, "accuracy": {"status": "measured", "rows": rel_rows, "seeds": 3}},
+        reference=True,
+    )
+    rows = claims.findings(tmp_path, ("study", "cpu"))
+    by = {r["topic"]: r for r in rows}
+    t03 = by["zero-shot top-1 per domain after training (03)"]
+    assert "tiny-B softmax: digits 0.950 [0.93, 0.97], shapes 0.850 [0.81, 0.88]" in t03["text"]
+    assert "3 training seeds" in t03["text"] and "exploratory" not in t03["text"]
+    assert "every domain reaches the issue's target of 0.80" in t03["text"]
+    assert t03["link"].startswith("reference/study/03_clip_training/")
+    t05 = by["same scaling law? (05)"]
+    assert t05["verdict"] == "supported" and t05["rule"]["band"] == [-0.1, 0.1] and "tiny-S…L eq7" in t05["text"]
+    t08 = by["released − eq7, zero-shot top-1 per domain (08)"]
+    assert t08["verdict"] == "contradicted" and "tiny-S digits -0.100 [-0.140, -0.060]" in t08["text"]
+    assert "released − softmax, zero-shot top-1 per domain (08)" in by
+
+
+def test_one_seed_findings_say_exploratory(tmp_path):
+    d03 = _run(
+        tmp_path, "cpu", "03_clip_training", {"accuracy": [_acc("tiny-B", "softmax", "digits", 0.6, 0.5, 0.7, seeds=1)]}
+    )
+    _params(d03, {"seed": 0})
+    t03 = claims.findings(tmp_path, ("study", "cpu"))[0]
+    assert "1 training seed; one seed: exploratory" in t03["text"] and "not every domain reaches" in t03["text"]
+
+
+def test_findings_read_05_and_06_decision_records_as_those_notebooks_write_them(tmp_path):
+    from linrepro.study import rules
+
+    def dec(est, lo, hi, band, **extra):
+        return {**rules.decide(est, lo, hi, band, seeds=3, between_models=True), **extra}
+
+    fits = [
+        dec(
+            0.03,
+            -0.2,
+            0.25,
+            rules.SAME_EXPONENT,
+            fit="error vs n_params_nonembed",
+            attention="eq7",
+            label="inconclusive (underpowered)",
+        ),
+        dec(
+            0.01, -0.05, 0.06, rules.SAME_EXPONENT, fit="loss vs n_params_nonembed", attention="eq7", label="supported"
+        ),
+    ]
+    overall = {
+        "verdict": "inconclusive",
+        "label": "inconclusive (the fits disagree: error: underpowered; loss: supported)",
+    }
+    _run(
+        tmp_path,
+        "study",
+        "05_scaling_laws",
+        {"fits": {}, "decisions": fits, "verdict": overall, "margin": 0.1},
+        reference=True,
+    )
+    per_att = {
+        "eq7": dec(-0.02, -0.04, 0.01, rules.SAME_ACCURACY, attention="eq7", answer="no: eq7 keeps its accuracy")
+    }
+    per_res = {"eq7": {48: dec(-0.2, -0.3, -0.1, rules.SAME_ACCURACY, attention="eq7", resolution=48)}}
+    _run(
+        tmp_path,
+        "study",
+        "06_resolution_domain",
+        {"conclusions": ["- a line"], "decisions": per_att, "by_res": per_res},
+        reference=True,
+    )
+    by = {}
+    for r in claims.findings(tmp_path, ("study",)):
+        by.setdefault(r["topic"], []).append(r)
+    (f05,) = by["same scaling law? (05)"]
+    assert f05["verdict"] == "inconclusive" and f05["text"].startswith("inconclusive (the fits disagree")
+    assert "error vs n_params_nonembed eq7: 0.03, 95% CI [-0.2, 0.25]" in f05["text"]
+    (f06,) = by[
+        "does LA degrade more across resolutions? (06)"
+    ]  # the per-attention decision, not the per-resolution one
+    assert f06["verdict"] == "supported" and f06["text"].startswith("eq7: no: eq7 keeps its accuracy.")
+    assert [r["text"] for r in by["domains × resolutions (06)"]] == ["a line"]

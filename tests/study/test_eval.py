@@ -84,51 +84,6 @@ def test_power_law_fit_recovers_a_known_exponent():
         scaling.fit_power_law([1.0, 2.0], [0.5, 0.0])
 
 
-def _conf(n, acc, k=10):
-    """A confusion matrix with n images, round(n·acc) of them on the diagonal."""
-    right = int(round(n * acc))
-    c = np.zeros((k, k), dtype=int)
-    for i in range(right):
-        c[i % k, i % k] += 1
-    for i in range(n - right):
-        c[i % k, (i + 1) % k] += 1
-    return c.tolist()
-
-
-def test_bootstrap_interval_covers_the_truth_and_the_difference_test():
-    sizes = [1e5, 4e5, 1.6e6]
-    true_b = 0.5
-    errs = [0.4 * (s / 1e5) ** -true_b for s in sizes]
-    pts = []
-    for att, shift in (("softmax", 1.0), ("eq7", 1.3)):  # same exponent, LA's errors 30% higher
-        for s, e in zip(sizes, errs):
-            pts.append(
-                {
-                    "attention": att,
-                    "n_params_nonembed": s,
-                    "confusion": _conf(4000, 1 - e * shift),
-                    "tail_losses": [1.0],
-                }
-            )
-    r = scaling.fit_families(pts, x_key="n_params_nonembed", metric="error", n_resamples=300)
-    for att in ("softmax", "eq7"):
-        f = r["fits"][att]
-        assert f["b_lo"] <= true_b <= f["b_hi"], f
-        assert f["b_hi"] - f["b_lo"] < 0.2
-    d = r["differences"]["eq7"]
-    assert d["intervals_overlap"] and d["diff_interval_contains_0"]
-    assert scaling.same_law_verdict({"x": r}) == "supported"
-    # a clearly different exponent is detected
-    pts2 = [dict(p) for p in pts]
-    for p in pts2:
-        if p["attention"] == "eq7":
-            p["confusion"] = _conf(4000, 1 - 0.4 * (p["n_params_nonembed"] / 1e5) ** -0.05)
-    r2 = scaling.fit_families(pts2, x_key="n_params_nonembed", metric="error", n_resamples=300)
-    assert not r2["differences"]["eq7"]["diff_interval_contains_0"]
-    assert scaling.same_law_verdict({"x": r2}) == "contradicted"
-    assert "excludes 0" in scaling.verdict_text({"x": r2})
-
-
 def test_missing_imagenet21k_file_fails_the_notebook_before_models(tmp_path):
     """Through the real CLI: notebook 04 with an ImageNet-21K folder that has no class-names file."""
     root = _folder(tmp_path)

@@ -1,6 +1,5 @@
 """Notebook 08's measurements (linrepro.study.released) give what the math of each variant says."""
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -81,75 +80,167 @@ def test_speed_rows_are_measured_side_by_side():
         rs.speed([32], modes=("bwd",))
 
 
-def _trained(seed, top1s, attentions=("softmax", "eq7", "released"), hits=None):
-    hits = hits or {}
+def _summary(model, attention, seed, hits, score_scale="1/N"):
+    """One 03 summary with per-image hits per domain: ``hits`` = {domain: [0/1, ...]}."""
     return {
-        "dataset": {"seed": seed},
-        "summaries": [
-            {
-                "model": "tiny-S",
-                "attention": a,
-                "zero_shot": [{"domain": "digits", "top1": t, "n": 200, **({"correct": hits[a]} if a in hits else {})}],
-            }
-            for a, t in zip(attentions, top1s, strict=True)
+        "model": model,
+        "attention": attention,
+        "seed": seed,
+        "score_scale": score_scale,
+        "checkpoint": f"runs/{model}-{attention}-seed{seed}/checkpoints/epoch_1.pt",
+        "zero_shot": [
+            {"domain": d, "top1": float(np.mean(h)), "n": len(h), "chance": 0.1, "correct": list(h)}
+            for d, h in hits.items()
         ],
     }
 
 
-def test_compare_one_seed_is_exploratory_with_image_intervals():
-    df = rs.accuracy_frame([_trained(0, [0.9, 0.8, 0.5])])
-    r = rs.compare(df)
-    assert r["status"] == "measured"
-    by = {x["baseline"]: x for x in r["rows"]}
-    assert by["eq7"]["diff"] == pytest.approx(-0.3) and by["softmax"]["diff"] == pytest.approx(-0.4)
-    assert (
-        by["eq7"]["basis"] == "exploratory, one seed"
-        and by["eq7"]["ci_low"] is None
-        and by["eq7"]["p_paired_t"] is None
-    )
-    lo, hi = by["eq7"]["released_images_ci"]
-    assert lo < 0.5 < hi and hi - lo == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 200), abs=0.01)
+def _hits(rng, p, n=40):
+    return (rng.random(n) < p).astype(int).tolist()
 
 
-def test_compare_three_seeds_pairs_them():
-    from scipy import stats
+def _study(seeds=(0, 1, 2), released_p=0.5, n=40):
+    """A fake multi-seed 03 result: tiny-S and tiny-B × softmax/eq7 in the grid; extra runs: an eq7
+    score-scale ablation at tiny-S (must be skipped) and released at tiny-S only."""
+    rng = np.random.default_rng(1)
+    grid, extra = [], []
+    for seed in seeds:
+        for model in ("tiny-S", "tiny-B"):
+            for att, p in (("softmax", 0.9), ("eq7", 0.8)):
+                grid.append(_summary(model, att, seed, {"digits": _hits(rng, p, n), "shapes": _hits(rng, p, n)}))
+        extra.append(
+            _summary("tiny-S", "eq7", seed, {"digits": [0] * n, "shapes": [0] * n}, score_scale=0.5)
+        )  # an ablation: would drag eq7 to 0 if it were mixed in
+        extra.append(
+            _summary(
+                "tiny-S", "released", seed, {"digits": _hits(rng, released_p, n), "shapes": _hits(rng, released_p, n)}
+            )
+        )
+    return {"dataset": {"seed": 0}, "seeds": list(seeds), "summaries": grid, "extra_summaries": extra}
 
-    tops = {0: [0.9, 0.80, 0.50], 1: [0.9, 0.82, 0.55], 2: [0.9, 0.78, 0.58]}
-    df = rs.accuracy_frame([_trained(s, t) for s, t in tops.items()])
-    row = next(x for x in rs.compare(df)["rows"] if x["baseline"] == "eq7")
-    d = [t[2] - t[1] for t in tops.values()]
-    assert row["seeds"] == 3 and row["basis"] == "paired over 3 seeds"
-    assert row["diff"] == pytest.approx(sum(d) / 3)
-    half = stats.t.ppf(0.975, 2) * stats.tstd(d) / math.sqrt(3)
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((row["diff"] - half, row["diff"] + half))
-    assert row["p_paired_t"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+
+def _by(hits_rows, model, att, domain):
+    return {
+        r["seed"]: r["correct"] for r in hits_rows if (r["model"], r["attention"], r["domain"]) == (model, att, domain)
+    }
 
 
-def test_compare_without_released_is_not_run_and_duplicates_are_refused():
-    df = rs.accuracy_frame([_trained(0, [0.9, 0.8], ("softmax", "eq7"))])
-    r = rs.compare(df)
+def test_training_rows_add_released_and_skip_score_scale_ablations():
+    rows = rs.training_rows([_study()])
+    assert {(r["model"], r["attention"]) for r in rows} == {
+        ("tiny-S", "softmax"),
+        ("tiny-S", "eq7"),
+        ("tiny-B", "softmax"),
+        ("tiny-B", "eq7"),
+        ("tiny-S", "released"),
+    }
+    eq7 = _by(rows, "tiny-S", "eq7", "digits")
+    assert sorted(eq7) == [0, 1, 2] and all(sum(h) > 0 for h in eq7.values())  # the grid's, not the ablation's zeros
+
+
+def test_compare_pairs_by_seed_and_image_with_holm_across_the_table():
+    from linrepro.study import stats
+
+    trained = _study()
+    rows = rs.training_rows([trained])
+    r = rs.compare(rows, n_resamples=400)
+    assert r["status"] == "measured" and r["seeds"] == 3
+    assert {x["model"] for x in r["rows"]} == {"tiny-S"}  # released only at tiny-S: no tiny-B contrast
+    assert {(x["domain"], x["baseline"]) for x in r["rows"]} == {
+        ("digits", "eq7"),
+        ("shapes", "eq7"),
+        ("digits", "softmax"),
+        ("shapes", "softmax"),
+    }
+    for x in r["rows"]:
+        rel = _by(rows, "tiny-S", "released", x["domain"])
+        base = _by(rows, "tiny-S", x["baseline"], x["domain"])
+        hand = np.mean([np.mean(rel[s]) - np.mean(base[s]) for s in (0, 1, 2)])  # mean over seeds of per-seed diffs
+        assert x["diff"] == pytest.approx(hand) and x["ci_low"] <= x["diff"] <= x["ci_high"]
+        assert x["released"] - x[x["baseline"]] == pytest.approx(hand)
+        assert x["seeds"] == 3 and x["n_images"] == 40 and x["contrast"] == f"released − {x['baseline']}"
+        assert x["basis"].startswith("paired over 3 seeds")
+    # Holm over all four cells together (both baselines), not per baseline
+    assert [x["p_holm"] for x in r["rows"]] == pytest.approx(stats.holm([x["p_value"] for x in r["rows"]]))
+    # released ≈ 0.5 against 0.8/0.9 on 40 images × 3 seeds: wholly below the ±0.05 band
+    assert {x["verdict"] for x in r["rows"]} == {"contradicted"}
+    # the accuracy cells: tiny-S only, every attention, means over seeds
+    cells = {(c["attention"], c["domain"]): c for c in r["cells"]}
+    assert set(cells) == {(a, d) for a in ("softmax", "eq7", "released") for d in ("digits", "shapes")}
+    rel = _by(rows, "tiny-S", "released", "digits")
+    assert cells[("released", "digits")]["mean"] == pytest.approx(np.mean([np.mean(h) for h in rel.values()]))
+    assert cells[("released", "digits")]["seeds"] == 3
+
+
+def test_identical_outcomes_give_a_zero_difference_with_a_zero_interval():
+    trained = _study()
+    for s in trained["extra_summaries"]:
+        if s["attention"] == "released":
+            twin = next(
+                g
+                for g in trained["summaries"]
+                if (g["model"], g["attention"], g["seed"]) == ("tiny-S", "eq7", s["seed"])
+            )
+            s["zero_shot"] = [dict(z) for z in twin["zero_shot"]]
+    row = next(x for x in rs.compare(rs.training_rows([trained]), n_resamples=200)["rows"] if x["baseline"] == "eq7")
+    assert (row["diff"], row["ci_low"], row["ci_high"]) == (0.0, 0.0, 0.0)
+    assert row["verdict"] == "supported"  # inside ±0.05, three seeds
+
+
+def test_one_seed_is_exploratory_and_capped():
+    r = rs.compare(rs.training_rows([_study(seeds=(0,), n=200)]), n_resamples=200)
+    assert r["seeds"] == 1
+    for x in r["rows"]:
+        assert x["seeds"] == 1 and "exploratory" in x["basis"]
+        assert x["verdict"] == "inconclusive" and x["rule"]["decided_before_cap"] == "contradicted"
+    text = rs.takeaway({"headline": _HEADLINE, "accuracy": r})
+    assert "one seed: exploratory" in text
+
+
+_HEADLINE = {
+    k: {"released": v}
+    for k, v in {
+        "text_future_share": 0.3,
+        "vision_token_share": 0.3,
+        "vision_score_max": 2.0,
+        "norm_slope": 1.0,
+    }.items()
+}
+
+
+def test_older_input_one_run_per_seed_still_works_and_duplicates_are_refused():
+    runs = []
+    for seed in (0, 1, 2):
+        t = _study(seeds=(seed,))
+        for s in t["summaries"] + t["extra_summaries"]:
+            del s["seed"]  # an older run: the seed is its dataset's
+        t["dataset"] = {"seed": seed}
+        runs.append(t)
+    r = rs.compare(rs.training_rows(runs), n_resamples=200)
+    assert r["seeds"] == 3 and all(x["seeds"] == 3 for x in r["rows"])
+    with pytest.raises(ValueError, match="seed 0 twice"):
+        rs.compare(rs.training_rows([_study(), _study()]), n_resamples=200)
+
+
+def test_compare_without_released_or_without_hits_is_not_run():
+    t = _study()
+    t["extra_summaries"] = []
+    r = rs.compare(rs.training_rows([t]))
     assert r["status"] == "not run" and "'released'" in r["reason"] and r["rows"] == []
-    with pytest.raises(ValueError, match="one 03_clip_training run per seed"):
-        rs.accuracy_frame([_trained(0, [0.9, 0.8, 0.5]), _trained(0, [0.9, 0.8, 0.5])])
+    t = _study()
+    del t["summaries"][0]["zero_shot"][0]["correct"]
+    r = rs.compare(rs.training_rows([t]))
+    assert r["status"] == "not run" and "per-image outcomes" in r["reason"] and "tiny-S/softmax seed 0" in r["reason"]
 
 
-def test_compare_one_seed_pairs_the_images_when_hits_are_recorded():
-    from scipy import stats
+def test_load_accuracy_reads_one_multi_seed_run(tmp_path):
+    import json
 
-    rng = np.random.default_rng(0)
-    eq7 = (rng.random(200) < 0.8).astype(int)
-    rel = eq7.copy()
-    flip = rng.choice(200, 40, replace=False)
-    rel[flip[:30]] = 0  # 30 images only eq7 gets right, 10 only released does
-    rel[flip[30:]] = 1 - rel[flip[30:]]
-    only_eq7, only_rel = int(((eq7 == 1) & (rel == 0)).sum()), int(((eq7 == 0) & (rel == 1)).sum())
-    tr = _trained(0, [0.9, eq7.mean(), rel.mean()], hits={"eq7": eq7.tolist(), "released": rel.tolist()})
-    row = next(x for x in rs.compare(rs.accuracy_frame([tr]))["rows"] if x["baseline"] == "eq7")
-    d = rel - eq7
-    half = stats.t.ppf(0.975, 199) * d.std(ddof=1) / np.sqrt(200)
-    assert row["n_images"] == 200 and row["basis"] == "exploratory, one seed"
-    assert (row["images_ci_low"], row["images_ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
-    assert row["p_mcnemar"] == pytest.approx(stats.binomtest(only_rel, only_rel + only_eq7).pvalue)
-    assert row["p_mcnemar"] < 0.05
-    soft = next(x for x in rs.compare(rs.accuracy_frame([tr]))["rows"] if x["baseline"] == "softmax")
-    assert "p_mcnemar" not in soft  # softmax recorded no hits: no paired test over images
+    d = tmp_path / "03_clip_training" / "20260101-000000-aaaaaa"
+    d.mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({"status": "ok", "notebook": "03_clip_training"}))
+    (d / "results.json").write_text(json.dumps(_study()))
+    acc = rs.load_accuracy([d], n_resamples=200)
+    assert acc["status"] == "measured" and acc["sources"] == [str(d)] and len(acc["rows"]) == 4
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        rs.load_accuracy([tmp_path / "nowhere"])
