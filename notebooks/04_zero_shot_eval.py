@@ -121,9 +121,11 @@ pl.accuracy_bars(
 paired = ev.paired_contrasts(rows, by=("model", "domain"))
 display(tidy(seeded.wide_table(paired, ["model", "contrast"], "domain", value="diff", signed=True, order=names)))
 tidy(
-    pl.sort_frame(paired.pivot_table(index=["model", "contrast"], columns="domain", values="p_holm")[
-        [d for d in names if d in set(paired.domain)]
-    ]),
+    pl.sort_frame(
+        paired.pivot_table(index=["model", "contrast"], columns="domain", values="p_holm")[
+            [d for d in names if d in set(paired.domain)]
+        ]
+    ),
     caption="Holm-adjusted p-values of the differences above (bootstrap over seeds and images)",
 )
 
@@ -154,22 +156,40 @@ if retr is not None and len(retr):
     r1 = retr[retr.metric.isin(["i2t R@1", "t2i R@1"])].copy()
     r1["cell"] = r1.domain + " " + r1.metric
     order = [f"{d} {m}" for d in names for m in ("i2t R@1", "t2i R@1")]
-    display(tidy(seeded.wide_table(r1, ["model", "attention"], "cell", order=order),
-                 caption="R@1 per domain, both directions: mean over seeds [95% interval over seeds, then queries] ×seeds"))
+    display(
+        tidy(
+            seeded.wide_table(r1, ["model", "attention"], "cell", order=order),
+            caption="R@1 per domain, both directions: mean over seeds [95% interval over seeds, then queries] ×seeds",
+        )
+    )
     r5 = retr[retr.metric.isin(["i2t R@5", "t2i R@5"])].copy()
     r5["cell"] = r5.domain + " " + r5.metric
-    display(tidy(seeded.wide_table(r5, ["model", "attention"], "cell",
-                                   order=[f"{d} {m}" for d in names for m in ("i2t R@5", "t2i R@5")]),
-                 caption="R@5 per domain, both directions"))
+    display(
+        tidy(
+            seeded.wide_table(
+                r5, ["model", "attention"], "cell", order=[f"{d} {m}" for d in names for m in ("i2t R@5", "t2i R@5")]
+            ),
+            caption="R@5 per domain, both directions",
+        )
+    )
     retr_paired = ev.paired_contrasts(
-        [dict(r, domain=f"{r['domain']} {m}", correct=r.get(k)) for r in rows for m, k in ev.RETRIEVAL.items()
-         if m.endswith("R@1") and r.get(k) is not None],
+        [
+            dict(r, domain=f"{r['domain']} {m}", correct=r.get(k))
+            for r in rows
+            for m, k in ev.RETRIEVAL.items()
+            if m.endswith("R@1") and r.get(k) is not None
+        ],
         by=("model", "domain"),
     )
     fig = px.bar(
         r1.assign(plus=r1.ci_high - r1["mean"], minus=r1["mean"] - r1.ci_low),
-        x="cell", y="mean", color="attention", barmode="group", facet_col="model",
-        error_y="plus", error_y_minus="minus",
+        x="cell",
+        y="mean",
+        color="attention",
+        barmode="group",
+        facet_col="model",
+        error_y="plus",
+        error_y_minus="minus",
         category_orders={**pl.category_orders(r1), "cell": order},
         color_discrete_map=pl.colour_map(r1.attention),
         labels={"mean": "recall@1", "cell": "domain and direction"},
@@ -189,7 +209,11 @@ classes = {e.name: list(e.classnames) for e in sets}
 first = min(r["seed"] for r in rows if r["model"] == largest)
 sel_rows = [r for r in rows if r["model"] == largest and r["seed"] == first]
 fig = ev.fig_confusion(sel_rows, largest)
-order_ = [(a, d) for a in dict.fromkeys(r["attention"] for r in sel_rows) for d in dict.fromkeys(r["domain"] for r in sel_rows)]
+order_ = [
+    (a, d)
+    for a in dict.fromkeys(r["attention"] for r in sel_rows)
+    for d in dict.fromkeys(r["domain"] for r in sel_rows)
+]
 pl.label_confusion(fig, [classes[d] for _, d in order_]).show()
 
 # %%

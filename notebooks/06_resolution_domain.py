@@ -100,7 +100,9 @@ diff = ev.la_minus_softmax(df, "top1", by=("model", "domain", "resolution"))  # 
 dcol = diff.columns[-1]
 la = dcol.split()[1]
 accm = acc.rename(columns={"mean": "top1"})
-panels = {a: ev.domain_grid(accm[(accm.model == model) & (accm.attention == a)], "top1", names) for a in ("softmax", la)}
+panels = {
+    a: ev.domain_grid(accm[(accm.model == model) & (accm.attention == a)], "top1", names) for a in ("softmax", la)
+}
 stack = np.stack([panels["softmax"].values, panels[la].values])
 fig = px.imshow(
     stack,
@@ -152,7 +154,9 @@ pl.style(fig).update_layout(scattermode="group", scattergap=0.7).show()
 
 # %%
 paired = ev.paired_contrasts(
-    rows, by=("model", "domain", "resolution"), pairs=[(a, "softmax") for a in dict.fromkeys(df.attention) if a != "softmax"]
+    rows,
+    by=("model", "domain", "resolution"),
+    pairs=[(a, "softmax") for a in dict.fromkeys(df.attention) if a != "softmax"],
 )
 pt = paired.copy()
 pt["cell"] = pt.domain + " " + pt.resolution.astype(str) + " px"
@@ -220,15 +224,27 @@ else:
 
 # %%
 decisions = {a: ev.degradation_decision(found, a) for a in dict.fromkeys(df.attention) if a != "softmax"}
-by_res_decisions = {
-    a: {int(r): ev.degradation_decision(found, a, resolution=int(r)) for r in sorted(set(rdiff.resolution))}
-    for a in decisions
-} if len(rdiff) else {}
+by_res_decisions = (
+    {
+        a: {int(r): ev.degradation_decision(found, a, resolution=int(r)) for r in sorted(set(rdiff.resolution))}
+        for a in decisions
+    }
+    if len(rdiff)
+    else {}
+)
 tidy(
     pd.DataFrame(
         [
-            {"attention": a, "resolution": "all" if r is None else r, "cells": d["cells"], "estimate": d["estimate"],
-             "ci_low": d["ci_low"], "ci_high": d["ci_high"], "verdict": d["verdict"], "answer": d["answer"]}
+            {
+                "attention": a,
+                "resolution": "all" if r is None else r,
+                "cells": d["cells"],
+                "estimate": d["estimate"],
+                "ci_low": d["ci_low"],
+                "ci_high": d["ci_high"],
+                "verdict": d["verdict"],
+                "answer": d["answer"],
+            }
             for a in decisions
             for r, d in [(None, decisions[a]), *by_res_decisions.get(a, {}).items()]
         ]
@@ -287,7 +303,11 @@ if finetune_resolution:
         epochs=finetune_epochs,
         lr=finetune_lr,
     )
-    display(Markdown(f"{model} (first training seed) fine-tuned for {finetune_epochs} epoch(s) at {finetune_resolution} px:"))
+    display(
+        Markdown(
+            f"{model} (first training seed) fine-tuned for {finetune_epochs} epoch(s) at {finetune_resolution} px:"
+        )
+    )
     display(tidy(cmp))
 else:
     ft_rows = []
@@ -299,12 +319,18 @@ else:
 # ## What the numbers say
 
 # %%
-found_lines = ev.resolution_conclusions(df, diff, speed, trained_at, found=found, decisions={la: decisions[la]} if la in decisions else None)
+found_lines = ev.resolution_conclusions(
+    df, diff, speed, trained_at, found=found, decisions={la: decisions[la]} if la in decisions else None
+)
 for a, d in decisions.items():
     if a != la:
         found_lines["lines"].append(
             f"- {a}: {d['verdict']} under the same rule, {d['answer']}"
-            + (f" ({d['estimate']:+.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}], {d['cells']} cells)." if d.get("ci_low") is not None else ".")
+            + (
+                f" ({d['estimate']:+.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}], {d['cells']} cells)."
+                if d.get("ci_low") is not None
+                else "."
+            )
         )
 display(Markdown("\n".join(found_lines["lines"])))
 
@@ -312,12 +338,16 @@ display(Markdown("\n".join(found_lines["lines"])))
 path = save_results(
     {
         "takeaway": " ".join(line.lstrip("- ").replace("**", "") for line in found_lines["lines"][:2])
-        + "".join(" " + line.lstrip("- ").replace("**", "") for line in found_lines["lines"] if line.startswith("- Does "))
+        + "".join(
+            " " + line.lstrip("- ").replace("**", "") for line in found_lines["lines"] if line.startswith("- Does ")
+        )
         + f" Basis: proxy — {len(order)} tiny model size(s) trained at {trained_at} px on synthetic domains, "
         f"{limit or 'all'} images per domain and resolution, {n_seeds} training seed(s)"
         + ("; one seed: exploratory." if n_seeds == 1 else "."),
-        "n": {"images per domain and resolution": int(df[df.domain != "mnist"].n.max()) if "n" in df else limit,
-              "mnist images": ood[0].n if ood else 0},
+        "n": {
+            "images per domain and resolution": int(df[df.domain != "mnist"].n.max()) if "n" in df else limit,
+            "mnist images": ood[0].n if ood else 0,
+        },
         "seeds": sorted({r["seed"] for r in rows}),
         "source_run": source,
         "heatmap_model": model,
@@ -333,7 +363,9 @@ path = save_results(
         "throughput": speed,
         "finetune": ft_rows,
         "conclusions": found_lines["lines"],
-        "highest_resolution": {k: found_lines[k] for k in ("highest_resolution", "images_per_s", "la_faster_all_models")},
+        "highest_resolution": {
+            k: found_lines[k] for k in ("highest_resolution", "images_per_s", "la_faster_all_models")
+        },
         "by_resolution": found_lines["by_resolution"],
         "by_domain": found_lines["by_domain"],
         "change_from_training_resolution": found_lines["change_from_training_resolution"],

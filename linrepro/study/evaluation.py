@@ -67,7 +67,9 @@ def eval_sets(
         for dom in domains
     ]
     sets += [
-        zeroshot.out_of_domain(name, seed=d.get("seed", 0), classnames_path=d.get("classnames"), limit=out_of_domain_limit)
+        zeroshot.out_of_domain(
+            name, seed=d.get("seed", 0), classnames_path=d.get("classnames"), limit=out_of_domain_limit
+        )
         for name in ood
     ]
     if imagefolder:
@@ -510,7 +512,8 @@ def zero_shot_takeaway(acc, paired, retr=None, *, out_of_domain=("mnist",)) -> s
         parts.append(
             f"Of {len(paired)} paired contrasts (Holm across the table), {len(sig)} differ at p < 0.05"
             + (
-                ": " + "; ".join(f"{r.contrast} {r.model} {r.domain} {r['diff']:+.3f}" for _, r in sig.head(6).iterrows())
+                ": "
+                + "; ".join(f"{r.contrast} {r.model} {r.domain} {r['diff']:+.3f}" for _, r in sig.head(6).iterrows())
                 if len(sig)
                 else ""
             )
@@ -519,7 +522,9 @@ def zero_shot_takeaway(acc, paired, retr=None, *, out_of_domain=("mnist",)) -> s
     if retr is not None and len(retr):
         r1 = retr[retr.metric.isin(["i2t R@1", "t2i R@1"])]
         if len(r1):
-            parts.append(f"Retrieval R@1 (both directions) ranges from {fmt_sig(r1['mean'].min())} to {fmt_sig(r1['mean'].max())}.")
+            parts.append(
+                f"Retrieval R@1 (both directions) ranges from {fmt_sig(r1['mean'].min())} to {fmt_sig(r1['mean'].max())}."
+            )
     parts.append(
         f"Basis: proxy — tiny CLIPs on synthetic domains; {seeds} training seed(s)"
         + ("; one seed: exploratory." if seeds <= 1 else ", intervals over seeds then images.")
@@ -543,7 +548,9 @@ def _cells(rows, key: str = "correct") -> tuple[dict, dict]:
         cell = out.setdefault((r["model"], r["attention"], r["domain"], int(r["resolution"])), {})
         sd = int(r.get("seed", 0) or 0)
         if sd in cell:
-            raise ValueError(f"cell {r['model']}/{r['attention']} {r['domain']} {r['resolution']} px has seed {sd} twice")
+            raise ValueError(
+                f"cell {r['model']}/{r['attention']} {r['domain']} {r['resolution']} px has seed {sd} twice"
+            )
         cell[sd] = np.asarray(r[key], float)
         chance[r["domain"]] = float(r["chance"])
     return out, chance
@@ -646,11 +653,20 @@ def retention(rows, trained_at: int, *, base: str = "softmax", n_resamples: int 
             per_att[a] = {"seeds": seeds, "x0": x0, "xr": xr, "acc0": acc0}
             ret_recs.append(
                 {
-                    "model": m, "attention": a, "domain": d, "resolution": r, "chance": c,
-                    "acc0": acc0, "acc": float(xr.mean()),
+                    "model": m,
+                    "attention": a,
+                    "domain": d,
+                    "resolution": r,
+                    "chance": c,
+                    "acc0": acc0,
+                    "acc": float(xr.mean()),
                     "retention": float(_nanmean(per_seed, 0)) if np.isfinite(per_seed).any() else float("nan"),
-                    "ci_low": lo, "ci_high": hi, "seeds": len(seeds), "n_images": int(x0.shape[1]),
-                    "per_seed": per_seed.tolist(), "learned": acc0 > 2 * c,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "seeds": len(seeds),
+                    "n_images": int(x0.shape[1]),
+                    "per_seed": per_seed.tolist(),
+                    "learned": acc0 > 2 * c,
                 }
             )
         if base not in per_att:
@@ -659,25 +675,41 @@ def retention(rows, trained_at: int, *, base: str = "softmax", n_resamples: int 
             if a == base:
                 continue
             seeds = sorted(set(per_att[a]["seeds"]) & set(per_att[base]["seeds"]))
-            pick = lambda key, att: per_att[att][key][[per_att[att]["seeds"].index(k) for k in seeds]]  # noqa: E731
-            la0, lar, b0, br = pick("x0", a), pick("xr", a), pick("x0", base), pick("xr", base)
+            la0, lar, b0, br = (
+                per_att[att][key][[per_att[att]["seeds"].index(k) for k in seeds]]
+                for att, key in ((a, "x0"), (a, "xr"), (base, "x0"), (base, "xr"))
+            )
             bl, bb = _resampled_retention(
                 [(la0, lar), (b0, br)], c, seed_idx(len(seeds)), np.random.default_rng([seed, i, 2, len(diff_recs)])
             )
             dd = bl - bb
             lo, hi = _quantiles(dd)
             fin = dd[np.isfinite(dd)]
-            p = float(min(1.0, max(2 * min((fin <= 0).mean(), (fin >= 0).mean()), 1.0 / n_resamples))) if len(fin) else float("nan")
+            p = (
+                float(min(1.0, max(2 * min((fin <= 0).mean(), (fin >= 0).mean()), 1.0 / n_resamples)))
+                if len(fin)
+                else float("nan")
+            )
             per_seed = _ratio(la0.mean(1), lar.mean(1), c) - _ratio(b0.mean(1), br.mean(1), c)
             learned = per_att[a]["acc0"] > 2 * c and per_att[base]["acc0"] > 2 * c
             draws[(a, m, d, r)] = dd
             diff_recs.append(
                 {
-                    "model": m, "domain": d, "resolution": r, "attention": a, "contrast": f"{a} − {base}",
+                    "model": m,
+                    "domain": d,
+                    "resolution": r,
+                    "attention": a,
+                    "contrast": f"{a} − {base}",
                     "diff": float(_nanmean(per_seed, 0)) if np.isfinite(per_seed).any() else float("nan"),
-                    "ci_low": lo, "ci_high": hi, "p_value": p, "seeds": len(seeds), "n_images": int(la0.shape[1]),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_value": p,
+                    "seeds": len(seeds),
+                    "n_images": int(la0.shape[1]),
                     "per_seed_diff": per_seed.tolist(),
-                    f"acc0 {a}": per_att[a]["acc0"], f"acc0 {base}": per_att[base]["acc0"], "chance": c,
+                    f"acc0 {a}": per_att[a]["acc0"],
+                    f"acc0 {base}": per_att[base]["acc0"],
+                    "chance": c,
                     "interpreted": bool(learned),
                     "note": "" if learned else "not learned: not interpreted",
                 }
@@ -692,7 +724,7 @@ def retention(rows, trained_at: int, *, base: str = "softmax", n_resamples: int 
 
 
 def degradation_decision(found: dict, la: str, *, resolution: int | None = None) -> dict:
-    """"Does ``la`` degrade more across resolutions than softmax?" by :func:`rules.decide`: the
+    """ "Does ``la`` degrade more across resolutions than softmax?" by :func:`rules.decide`: the
     mean of LA − softmax retention over the interpreted cells (all resolutions but the training
     one, or only ``resolution``), its interval from the same resamples (seeds shared across cells),
     against the declared margin ±ACCURACY_MARGIN (:func:`retention_band`)."""
@@ -706,8 +738,13 @@ def degradation_decision(found: dict, la: str, *, resolution: int | None = None)
     seeds = int(sel.seeds.min()) if len(sel) else (int(mine.seeds.min()) if len(mine) else None)
     if not len(sel):
         out = rules.decide(None, None, None, retention_band(), seeds=seeds, between_models=True)
-        out.update(cells=0, attention=la, resolution=resolution, why="no cell where both methods learned the domain "
-                   "(> 2× chance at the training resolution)", answer="not answerable here")
+        out.update(
+            cells=0,
+            attention=la,
+            resolution=resolution,
+            why="no cell where both methods learned the domain (> 2× chance at the training resolution)",
+            answer="not answerable here",
+        )
         out["text"] = rules.rule_text(out)
         return out
     stack = np.stack([found["draws"][(la, r.model, r.domain, int(r.resolution))] for r in sel.itertuples()])
@@ -719,8 +756,18 @@ def degradation_decision(found: dict, la: str, *, resolution: int | None = None)
     if v == "supported":
         answer = f"no: {la} keeps its accuracy above chance as well as softmax does, within ±{rules.ACCURACY_MARGIN:g}"
     elif v == "contradicted":
-        answer = f"yes: {la} retains less than softmax" if est < 0 else f"no: {la} retains more than softmax (beyond the margin)"
+        answer = (
+            f"yes: {la} retains less than softmax"
+            if est < 0
+            else f"no: {la} retains more than softmax (beyond the margin)"
+        )
     else:
-        answer = "inconclusive" + (" (exploratory: one seed)" if (seeds or 0) <= 1 else f" (interval width {out['width']:.3g})" if out.get("width") is not None else "")
+        answer = "inconclusive" + (
+            " (exploratory: one seed)"
+            if (seeds or 0) <= 1
+            else f" (interval width {out['width']:.3g})"
+            if out.get("width") is not None
+            else ""
+        )
     out.update(cells=int(len(sel)), attention=la, resolution=resolution, answer=answer)
     return out

@@ -25,21 +25,38 @@ def _runs(tmp_path, seeds=(0, 1), attentions=("softmax", "eq7")):
             d.mkdir(parents=True)
             torch.save({"state_dict": model.state_dict()}, d / "epoch_1.pt")
             out.append(
-                {"model": "tiny-S", "attention": att, "seed": sd, "score_scale": "1/N",
-                 "checkpoint": str(d / "epoch_1.pt"), "run_dir": str(d.parent), "n_params": 1}
+                {
+                    "model": "tiny-S",
+                    "attention": att,
+                    "seed": sd,
+                    "score_scale": "1/N",
+                    "checkpoint": str(d / "epoch_1.pt"),
+                    "run_dir": str(d.parent),
+                    "n_params": 1,
+                }
             )
     return out
 
 
-DATASET = {"domains": ["digits", "shapes"], "seed": 0, "val_fraction": 0.2, "n_per_domain": {"digits": 100, "shapes": 50}}
+DATASET = {
+    "domains": ["digits", "shapes"],
+    "seed": 0,
+    "val_fraction": 0.2,
+    "n_per_domain": {"digits": 100, "shapes": 50},
+}
 
 
 def test_rows_carry_seeds_and_the_cache_changes_no_number(tmp_path):
     summaries = _runs(tmp_path)
     sets = ev.eval_sets(["digits", "shapes"], DATASET, limit=12, out_of_domain=["mnist"], out_of_domain_limit=9)
     cached = ev.evaluate_runs(summaries, sets, 32, progress=False, retrieval=True)
-    plain = ev.evaluate_runs(summaries, ev.eval_sets(["digits", "shapes"], DATASET, limit=12, out_of_domain=["mnist"],
-                                                     out_of_domain_limit=9), 32, progress=False, cached=False)
+    plain = ev.evaluate_runs(
+        summaries,
+        ev.eval_sets(["digits", "shapes"], DATASET, limit=12, out_of_domain=["mnist"], out_of_domain_limit=9),
+        32,
+        progress=False,
+        cached=False,
+    )
     assert [(r["attention"], r["seed"], r["domain"]) for r in cached] == [
         (a, s, d) for a in ("softmax", "eq7") for s in (0, 1) for d in ("digits", "shapes", "mnist")
     ]
@@ -105,8 +122,10 @@ def test_mnist_is_never_a_training_domain_here():
 
 def test_eval_summaries_add_released_and_skip_score_scale_ablations():
     grid = [{"model": "m", "attention": a, "seed": s} for a in ("softmax", "eq7") for s in (0, 1)]
-    extra = [{"model": "m", "attention": "eq7", "seed": 0, "score_scale": 0.5},
-             {"model": "m", "attention": "released", "seed": 0}]
+    extra = [
+        {"model": "m", "attention": "eq7", "seed": 0, "score_scale": 0.5},
+        {"model": "m", "attention": "released", "seed": 0},
+    ]
     got = ev.eval_summaries({"summaries": grid, "extra_summaries": extra})
     assert got == grid + [extra[1]]
     assert [(s["attention"], s["seed"]) for s in ev.first_seed(got)] == [("softmax", 0), ("eq7", 0), ("released", 0)]
@@ -124,8 +143,17 @@ def _retention_rows(table, chance=0.1):
     for (att, dom), seeds in table.items():
         for sd, accs in seeds.items():
             for res, a in zip((32, 64), accs, strict=True):
-                rows.append({"model": "m", "attention": att, "domain": dom, "resolution": res, "seed": sd,
-                             "chance": chance, "correct": _hits(a)})
+                rows.append(
+                    {
+                        "model": "m",
+                        "attention": att,
+                        "domain": dom,
+                        "resolution": res,
+                        "seed": sd,
+                        "chance": chance,
+                        "correct": _hits(a),
+                    }
+                )
     return rows
 
 
@@ -168,7 +196,9 @@ def test_degradation_verdicts_follow_the_declared_margin():
     two = {k: v for k, v in same.items() if k < 2}  # the same evidence on 2 seeds: capped, exploratory
     rows2 = _retention_rows({("softmax", "digits"): two, ("eq7", "digits"): two})
     dec2 = ev.degradation_decision(ev.retention(rows2, 32, n_resamples=300), "eq7")
-    assert dec2["verdict"] == "inconclusive" and dec2["decided_before_cap"] == "supported" and "exploratory" in dec2["why"]
+    assert (
+        dec2["verdict"] == "inconclusive" and dec2["decided_before_cap"] == "supported" and "exploratory" in dec2["why"]
+    )
     worse = {0: (0.9, 0.1), 1: (0.8, 0.1), 2: (0.85, 0.1)}
     rows = _retention_rows({("softmax", "digits"): same, ("eq7", "digits"): worse})
     dec = ev.degradation_decision(ev.retention(rows, 32, n_resamples=300), "eq7")

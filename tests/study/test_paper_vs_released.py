@@ -1,6 +1,5 @@
 """Notebook 08's measurements (linrepro.study.released) give what the math of each variant says."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
