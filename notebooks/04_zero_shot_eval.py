@@ -146,9 +146,13 @@ fig.show()
 
 # %% [markdown]
 # ## Retrieval on held-out (image, caption) pairs
-# For every image, is its own caption's text among the k nearest? (i2t) For every caption, is its
-# image among the k nearest? (t2i) Rendered domains give many images the same caption, so a
-# retrieved item counts when its caption is the same string.
+# Every held-out image and every held-out caption (one sentence each, from one of the domain's
+# templates) are embedded. Image→text: among the k captions nearest an image, is there one that
+# describes its class? Text→image: among the k images nearest a caption, is there one of the class
+# it names? Every caption of a class is a true description of each of its images, as any of COCO's
+# five captions is, and no image shows which template its own caption used; so a hit is a match
+# of class, not of template. Unlike zero-shot classification, the candidates are single sentences
+# rather than one template-averaged embedding per class, and text→image ranks images.
 
 # %%
 retr = ev.retrieval_intervals(rows) if retrieval else None

@@ -4,10 +4,17 @@ Each held-out image comes with its own caption. Image→text asks, for every ima
 caption is among the k captions most similar to it; text→image asks, for every caption, whether
 its image is among the k most similar images. Recall@k is the fraction of queries with a hit.
 
-Rendered domains caption many images with the same words ("a photo of the digit 3"), so a
-retrieved item counts as a hit when its caption is *the same string* as the query's: otherwise
-R@1 would be capped by chance among identical captions. The per-query hits are returned as 0/1
-lists, so intervals over seeds and queries can be drawn (:mod:`linrepro.study.stats`).
+What counts as a hit is given by ``groups``: pairs in one group are equivalent. The rendered
+domains caption each image with one of several templates around its class name ("a blurry
+handwritten 3.", "the digit 3, written by hand."): every caption of that class is a true
+description of the image, as any of COCO's five captions of an image is, and nothing in the image
+tells which template its own caption used. So linrepro's evaluation passes the class labels: a
+retrieved caption is a hit when it describes the query image's class, a retrieved image when its
+class is the one the query caption names. Without ``groups``, identical caption strings are
+equivalent (never fewer hits than exact pair matching). Unlike zero-shot classification, each
+caption is one sentence (not a class embedding averaged over templates) and text→image ranks the
+images for a caption. The per-query hits are returned as 0/1 lists, so intervals over seeds and
+queries can be drawn (:mod:`linrepro.study.stats`).
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import numpy as np
 import torch
 
 
-def recall_at_k(image_emb, text_emb, captions: Sequence[str], ks: Sequence[int] = (1, 5)) -> dict:
+def recall_at_k(
+    image_emb, text_emb, captions: Sequence[str], ks: Sequence[int] = (1, 5), groups: Sequence | None = None
+) -> dict:
     """R@k both ways from L2-normalised embeddings of paired images and captions (row i of each is
-    pair i). Returns ``i2t_r{k}``, ``t2i_r{k}``, and the per-query 0/1 hits ``i2t_hits`` /
-    ``t2i_hits`` ({k: list}); ``n`` pairs."""
+    pair i). ``groups`` (one per pair, e.g. class labels): a retrieved item is a hit when its group
+    is the query's; default: when its caption is the same string. Returns ``i2t_r{k}``,
+    ``t2i_r{k}``, and the per-query 0/1 hits ``i2t_hits`` / ``t2i_hits`` ({k: list}); ``n`` pairs."""
     img = torch.as_tensor(image_emb, dtype=torch.float64)
     txt = torch.as_tensor(text_emb, dtype=torch.float64)
     n = img.shape[0]
@@ -36,8 +46,11 @@ def recall_at_k(image_emb, text_emb, captions: Sequence[str], ks: Sequence[int] 
     bad = [k for k in ks if not isinstance(k, int) or k < 1]
     if bad:
         raise ValueError(f"k must be positive integers, got {bad}")
-    ids = np.unique(np.asarray(captions, dtype=object), return_inverse=True)[1]
-    same = torch.as_tensor(ids[:, None] == ids[None, :])  # (n, n): pair j's caption equals pair i's
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} pairs")
+    keys = np.asarray(list(captions) if groups is None else [str(g) for g in groups], dtype=object)
+    ids = np.unique(keys, return_inverse=True)[1].reshape(-1)
+    same = torch.as_tensor(ids[:, None] == ids[None, :])  # (n, n): pair j is equivalent to pair i
     sim = img @ txt.T  # (images, texts)
     out: dict = {"n": n, "i2t_hits": {}, "t2i_hits": {}}
     for k in ks:
@@ -78,7 +91,9 @@ def embed_captions(model, tokenizer, captions: Sequence[str], device="cpu", batc
     return torch.cat(out)[torch.as_tensor(inverse.reshape(-1))]
 
 
-def retrieval_from_features(model, tokenizer, image_features, captions, device="cpu", ks=(1, 5)) -> dict:
+def retrieval_from_features(
+    model, tokenizer, image_features, captions, device="cpu", ks=(1, 5), groups: Sequence | None = None
+) -> dict:
     """R@k both ways from image embeddings already computed (e.g. by zero-shot evaluation) and the
-    images' own captions, encoded here."""
-    return recall_at_k(image_features, embed_captions(model, tokenizer, captions, device), captions, ks)
+    images' own captions, encoded here; ``groups`` as in :func:`recall_at_k`."""
+    return recall_at_k(image_features, embed_captions(model, tokenizer, captions, device), captions, ks, groups)

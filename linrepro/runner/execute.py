@@ -219,6 +219,7 @@ def execute(
         }
         if into is not None:
             meta = _resumed_meta(path, meta)
+        earlier = float(meta.get("earlier_s") or 0.0)  # a resumed run's time so far: duration_s adds up
         write_json(path / "run.json", meta)
         reserve = _record.reserve_space(path)  # given back just before the final record
         if into is None:
@@ -238,7 +239,7 @@ def execute(
 
     def on_signal(signum: int) -> None:  # the first signal: run.json says so before anything else happens
         meta.update(status="interrupted", error=f"interrupted by {RunInterrupted(signum).signame}")
-        meta.update(finished=provenance.now_utc(), duration_s=round(time.time() - started, 2))
+        meta.update(finished=provenance.now_utc(), duration_s=round(time.time() - started + earlier, 2))
         _record.write_record(path, meta)
 
     try:
@@ -272,7 +273,7 @@ def execute(
                 tb = traceback.format_exc()
                 status, error, interrupted = _what_stopped(e, path, stop.signum)
                 meta.update(status=status, error=error, finished=provenance.now_utc())
-                meta.update(duration_s=round(time.time() - started, 2))
+                meta.update(duration_s=round(time.time() - started + earlier, 2))
                 _record.write_record(path, meta, reserve, tb)  # before anything large: a full disk keeps it
             finally:
                 with contextlib.suppress(OSError):
@@ -289,7 +290,11 @@ def execute(
             if status == "ok" and not (path / "results.json").exists():
                 status, error = "failed", "the notebook finished but wrote no results.json"
             duration = time.time() - started
-            meta.update(status=status, error=error, finished=provenance.now_utc(), duration_s=round(duration, 2))
+            meta.update(status=status, error=error, finished=provenance.now_utc())
+            meta.update(
+                duration_s=round(duration + earlier, 2),
+                executions_s=[*meta.get("executions_s", []), round(duration, 2)],
+            )
             _record.write_record(path, meta, reserve)
     finally:
         reserve.release()  # however the run ended (a second signal cuts the report short)
@@ -315,15 +320,21 @@ RESUMABLE = ("03_clip_training",)  # notebooks that continue where a run stopped
 
 
 def _resumed_meta(path: Path, meta: dict) -> dict:
-    """run.json of a resumed run: its first start kept, each resumption listed, stale errors gone."""
+    """run.json of a resumed run: its first start kept, each resumption listed, stale errors gone,
+    and the time of the executions before (``earlier_s``, each in ``executions_s``): its
+    ``duration_s`` is the total over every execution, not the last one's."""
     import json
 
     old = json.loads((path / "run.json").read_text())
     (path / "error.txt").unlink(missing_ok=True)
+    before = old.get("executions_s") or ([old["duration_s"]] if old.get("duration_s") is not None else [])
     return {
         **meta,
         "started": old.get("started", meta["started"]),
         "resumed": [*old.get("resumed", []), meta["started"]],
+        "earlier_s": float(old.get("duration_s") or 0.0),
+        "executions_s": list(before),
+        **({"executions_note": old["executions_note"]} if old.get("executions_note") else {}),
     }
 
 

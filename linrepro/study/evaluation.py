@@ -135,7 +135,9 @@ def evaluate_runs(
                     **{k: v for k, v in r.items() if k != "features"},
                 }
                 if want:
-                    rr = retrieval_from_features(model, tokenizer, r["features"], es.captions)
+                    # a caption is a hit for every image of its class (see linrepro.clip.retrieval)
+                    labels = es.tensors(preprocess, resolution)[1].tolist()
+                    rr = retrieval_from_features(model, tokenizer, r["features"], es.captions, groups=labels)
                     for k in (1, 5):
                         for way in ("i2t", "t2i"):
                             row[f"{way}_r{k}"] = rr[f"{way}_r{k}"]

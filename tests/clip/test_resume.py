@@ -16,7 +16,20 @@ from linrepro.clip.train import epoch_checkpoints, read_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 12  # 160 training pairs of the smoke data at batch 32: 5 steps an epoch
-PARAMS = ["-p", "models=[tiny-S]", "-p", "attentions=[softmax, eq7]", "-p", "extra_runs=[]", "-p", f"epochs={EPOCHS}"]
+PARAMS = [
+    "-p",
+    "models=[tiny-S]",
+    "-p",
+    "seeds=[]",
+    "-p",
+    "workers=1",
+    "-p",
+    "attentions=[softmax, eq7]",
+    "-p",
+    "extra_runs=[]",
+    "-p",
+    f"epochs={EPOCHS}",
+]
 
 
 def cli(*args, env):
@@ -89,6 +102,8 @@ def test_resume_finishes_every_model_with_no_gap_and_no_repeat(resumed):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "ok" and meta["run_id"] == run.name and meta.get("error") is None, meta
+    # duration_s adds up the executions that recorded one (a SIGKILL leaves none to add)
+    assert meta["executions_s"] and meta["duration_s"] == pytest.approx(sum(meta["executions_s"]), abs=0.05)
     assert [p.name for p in run.parent.iterdir()] == [run.name], "resume made a new run folder"
     first, second = run / "runs" / "tiny-S-softmax", run / "runs" / "tiny-S-eq7"
     assert (first / "summary.json").read_text() == before["first_summary"]  # finished: reused, not retrained

@@ -103,3 +103,27 @@ def test_hand_built_case_and_captions_encoded_once():
     assert calls == [3] and torch.equal(e[0], e[2]) and not torch.equal(e[0], e[1])
     feats = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1)
     assert retrieval_from_features(Stub(), tok, feats, caps)["i2t_hits"] == recall_at_k(feats, e, caps)["i2t_hits"]
+
+
+def test_groups_make_any_caption_of_the_class_a_hit():
+    """Two classes, two templates each: an image's nearest caption uses another template of its
+    class. By caption string that is a miss; by class (groups) a hit, both ways."""
+    import torch
+
+    from linrepro.clip.retrieval import recall_at_k
+
+    img = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    # captions' embeddings: pair 0's caption sits where images of class 0 are, but so does pair 1's
+    txt = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    txt = torch.nn.functional.normalize(txt + torch.tensor([[0.0, 0.01], [0.0, 0.0], [0.01, 0.0], [0.0, 0.02]]))
+    caps = ["a 0.", "the 0.", "a 1.", "the 1."]
+    labels = [0, 0, 1, 1]
+    by_string = recall_at_k(img, txt, caps, ks=(1,))
+    by_class = recall_at_k(img, txt, caps, ks=(1,), groups=labels)
+    # image 0 (class 0): its nearest caption is pair 1's "the 0." (class 0, another template)
+    assert by_string["i2t_hits"][1][0] == 0 and by_class["i2t_hits"][1][0] == 1
+    # caption 0 ("a 0.") sits with the class-1 images: a miss either way
+    assert by_class["t2i_hits"][1][0] == 0
+    assert by_class["i2t_r1"] >= by_string["i2t_r1"]
+    with pytest.raises(ValueError, match="3 groups for 4 pairs"):
+        recall_at_k(img, txt, caps, groups=[0, 0, 1])

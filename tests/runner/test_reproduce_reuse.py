@@ -113,3 +113,15 @@ def test_code_digest_changes_with_the_code(tmp_path, monkeypatch):
     assert provenance.code_digest(provenance.TRAINING_CODE) != a
     # evaluation code is not training code: re-evaluating never forces retraining
     assert not any("zeroshot" in p or "retrieval" in p for p in provenance.TRAINING_CODE)
+
+
+def test_a_resumed_run_keeps_the_time_of_its_earlier_executions(tmp_path):
+    from linrepro.runner.execute import _resumed_meta
+
+    (tmp_path / "run.json").write_text(json.dumps({"started": "t0", "duration_s": 100.0, "status": "interrupted"}))
+    m = _resumed_meta(tmp_path, {"started": "t1"})
+    assert (m["started"], m["resumed"], m["earlier_s"], m["executions_s"]) == ("t0", ["t1"], 100.0, [100.0])
+    # a second resumption: the total so far, each execution listed
+    (tmp_path / "run.json").write_text(json.dumps({**m, "duration_s": 130.0, "executions_s": [100.0, 30.0]}))
+    m = _resumed_meta(tmp_path, {"started": "t2"})
+    assert (m["earlier_s"], m["executions_s"], m["resumed"]) == (130.0, [100.0, 30.0], ["t1", "t2"])
