@@ -89,6 +89,28 @@ def latest_runs(out_root: Path, profile: str) -> dict[str, Path]:
     return runs
 
 
+STEPS = "steps.csv"  # open_clip_train's per-step log of each 03 model: thinned when recorded
+STEPS_COLUMNS = ("step", "loss", "lr", "samples_per_second")
+
+
+def thin_steps(text: str, sig: int = 5) -> str:
+    """A 03 model's ``steps.csv`` as recorded: every step, but only :data:`STEPS_COLUMNS` (the
+    loss curve, the schedule and the speed), numbers to ``sig`` significant figures. The full log
+    is ~300 kB a model; nothing reads it back (``read_steps`` reads ``steps.jsonl``), and 30 of
+    them would take 9 of the recording's 15 MB."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    cols = [c for c in STEPS_COLUMNS if rows and c in rows[0]]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r[c] if c == "step" else f"{float(r[c]):.{sig}g}" for c in cols])
+    return buf.getvalue()
+
+
 def _keep(rel: Path, size: int) -> str | None:
     """None to keep the file at ``rel`` (relative to its run folder), else the reason it is dropped."""
     if any(part in DROP_DIRS for part in rel.parts[:-1]):
@@ -223,6 +245,8 @@ def record(
                     res = json.loads(f.read_text())
                     res = _retarget_json(res, moved_rel, moved, out_root, out_root)
                     out.write_text(json.dumps(res, indent=1) + "\n")
+                elif rel.name == STEPS:
+                    out.write_text(thin_steps(f.read_text()))
                 else:
                     shutil.copy2(f, out)
                 kept.append(rel.as_posix())

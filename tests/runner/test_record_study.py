@@ -178,3 +178,14 @@ def test_nothing_to_record_is_a_clear_error(tmp_path, capsys):
     assert rec.main(["--out", str(tmp_path)]) == 1
     assert "linrepro reproduce --profile study" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "reference" / "study")
+
+
+def test_recorded_steps_keep_every_step_and_the_loss_curve_only():
+    text = (
+        "step,batch_time,contrastive_loss,data_time,loss,lr,samples_per_second,samples_per_second_per_gpu,scale\n"
+        "0,0.1424429,4.3130264,0.0190372,4.313026428222656,4e-05,449.3027120306503,449.30271,14.2857\n"
+        "1,0.1107,4.20971,0.017,4.209712345,8e-05,542.2049,542.2,14.28\n"
+    )
+    out = rec.thin_steps(text)
+    assert out.splitlines() == ["step,loss,lr,samples_per_second", "0,4.313,4e-05,449.3", "1,4.2097,8e-05,542.2"]
+    assert len(out) < len(text) / 2
