@@ -256,23 +256,34 @@ def _model_scale(files: dict | None) -> str:
 
 
 def _seeds(files: dict[str, dict]) -> str:
-    seeds: dict[str, set] = {}
+    """What the seeds behind the shown runs are: a notebook's ``seeds`` list are training seeds (its
+    intervals are over seeds, then images); a single ``seed`` elsewhere seeds that notebook's own
+    random draws (a bootstrap, random inputs) and is not a repetition of a model."""
+    seeds: dict[str, list[str]] = {}
+    single: dict[str, str] = {}
     for nb, f in files.items():
         p = f.get("params") or {}
-        for k in ("seeds", "seed"):
-            if k in p:
-                v = p[k]
-                seeds.setdefault(nb, set()).update(map(str, v if isinstance(v, list) else [v]))
-    if not seeds:
+        many = p.get("seeds")
+        if isinstance(many, list) and many:
+            seeds[nb] = [str(v) for v in many]
+        elif "seed" in p:
+            single[nb] = str(p["seed"])
+    if not seeds and not single:
         return "not recorded"
-    counts = {len(v) for v in seeds.values()}
-    values = sorted(set().union(*seeds.values()))
-    if counts == {1}:
+    if all(len(v) == 1 for v in seeds.values()):
+        values = sorted(set(single.values()) | {v for vs in seeds.values() for v in vs})
         return (
             f"one seed per run ({'seed ' + ', '.join(values)}): every interval shown is over images or "
             "steps within a run, none over seeds"
         )
-    return "; ".join(f"{nb}: {len(v)} seeds ({', '.join(sorted(v))})" for nb, v in seeds.items())
+    parts = [f"{nb}: {len(v)} seeds ({', '.join(v)})" for nb, v in seeds.items() if len(v) > 1]
+    if single:
+        parts.append(
+            "one seed each for the other notebooks' own random draws, not repeated models ("
+            + ", ".join(f"{nb} {v}" for nb, v in single.items())
+            + ")"
+        )
+    return "; ".join(parts)
 
 
 def _not_tested(ledger: dict | None, files: dict[str, dict], profile: str | None, site_dir: Path) -> str:
