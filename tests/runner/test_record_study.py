@@ -189,3 +189,17 @@ def test_recorded_steps_keep_every_step_and_the_loss_curve_only():
     out = rec.thin_steps(text)
     assert out.splitlines() == ["step,loss,lr,samples_per_second", "0,4.313,4e-05,449.3", "1,4.2097,8e-05,542.2"]
     assert len(out) < len(text) / 2
+
+
+def test_a_large_results_json_is_kept_compact_with_the_same_values(tmp_path):
+    """04's results (per-image outcomes of 30 models × 5,000 MNIST digits) pass the 1 MB file limit:
+    results are always recorded, without indentation, and read back equal."""
+    out = tmp_path / "outputs"
+    big = {"rows": [{"model": f"m{i}", "correct": [i % 2] * 5000} for i in range(40)], "takeaway": "t"}
+    d = _run(out, "04_zero_shot_eval", "20260101-000000-big000", {})
+    (d / "results.json").write_text(json.dumps(big, indent=1))  # as save_results writes it
+    assert (d / "results.json").stat().st_size > rec.MAX_FILE_BYTES
+    rec.record("study", out, limit_mb=15)
+    kept = out / "reference" / "study" / "04_zero_shot_eval" / "20260101-000000-big000" / "results.json"
+    assert json.loads(kept.read_text()) == big
+    assert kept.stat().st_size < (d / "results.json").stat().st_size / 2
