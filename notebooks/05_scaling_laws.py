@@ -16,7 +16,7 @@
 #
 # The paper claims that linear attention follows "the same scaling laws" as softmax. Here the
 # models of `03_clip_training` (in the `study` profile: four sizes, tiny-XS to tiny-L, one head
-# width throughout, about 26× in non-embedding parameters; softmax and Eq. 7; three training
+# width throughout, about 27× in non-embedding parameters; softmax and Eq. 7; three training
 # seeds each) are fitted with a power law
 #
 # $$ y = a\, x^{-b} $$

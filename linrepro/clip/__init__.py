@@ -15,7 +15,7 @@
   analogues ``tiny-XS``, ``tiny-S``, ``tiny-B``, ``tiny-L`` (JSON files in ``linrepro/model_configs``,
   registered with ``open_clip.add_model_config``). All four have one head width, 32, in both towers,
   so that a scaling fit over them changes width and depth only (non-embedding parameters from
-  about 60k to 1.6M, a 26× span).
+  60k to 1.65M, a 27× span).
 """
 
 from __future__ import annotations

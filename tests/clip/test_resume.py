@@ -154,5 +154,5 @@ def test_moved_training_run_is_read_by_notebook_04(resumed, tmp_path):
     (ev,) = (resumed["out"] / "smoke" / "04_zero_shot_eval").iterdir()
     res = json.loads((ev / "results.json").read_text())
     assert {(row["model"], row["attention"], row["domain"]) for row in res["rows"]} == {
-        (m, a, d) for m in ["tiny-S"] for a in ["softmax", "eq7"] for d in ["digits", "shapes"]
+        (m, a, d) for m in ["tiny-S"] for a in ["softmax", "eq7"] for d in ["digits", "shapes", "mnist"]
     }
