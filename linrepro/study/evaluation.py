@@ -450,7 +450,8 @@ def contrast_pairs(attentions) -> list[tuple[str, str]]:
 def paired_contrasts(rows, by=("model", "domain"), key: str = "correct", pairs=None, *, n_resamples: int = 2000):
     """``other − base`` per cell of ``by`` for every contrast (default :func:`contrast_pairs`),
     paired by seed and image (:func:`linrepro.study.seeded.paired_frame`), with a ``contrast``
-    column and Holm's ``p_holm`` recomputed across *all* rows: the cells of one table."""
+    column (and its ``baseline``) and Holm's ``p_holm`` recomputed across *all* rows: the cells of
+    one table."""
     import pandas as pd
 
     from linrepro.study import seeded, stats
@@ -462,6 +463,7 @@ def paired_contrasts(rows, by=("model", "domain"), key: str = "correct", pairs=N
         f = seeded.paired_frame(rows, by, key, base=base, others=[other], n_resamples=n_resamples)
         if len(f):
             f.insert(len(by), "contrast", f"{other} − {base}")
+            f["baseline"] = base
             frames.append(f)
     if not frames:
         return pd.DataFrame(columns=[*by, "contrast", "attention", "diff", "ci_low", "ci_high", "p_value", "p_holm"])

@@ -299,15 +299,13 @@ def training_rows(trained: list[dict]) -> list[dict]:
     attentions that are not in its grid (``released``), while score-scale ablations of a grid
     attention are left out (they would clash with the grid's cells). Older input, one run per seed
     whose summaries carry no ``seed``, takes the seed of the run's dataset."""
+    from linrepro.study.evaluation import eval_summaries
     from linrepro.study.seeded import rows_from_summaries
 
     rows = []
     for t in trained:
-        grid = list(t.get("summaries") or [])
-        atts = {s.get("attention") for s in grid}
-        extra = [s for s in t.get("extra_summaries") or [] if s.get("attention") not in atts]
         data_seed = (t.get("dataset") or {}).get("seed", 0)
-        rows += rows_from_summaries({**s, "seed": s.get("seed", data_seed)} for s in grid + extra)
+        rows += rows_from_summaries({**s, "seed": s.get("seed", data_seed)} for s in eval_summaries(t))
     return rows
 
 
@@ -331,7 +329,8 @@ def compare(
     of the declared rule :data:`linrepro.study.rules.SAME_ACCURACY` (``rules.decide``: fewer than
     :data:`MIN_SEEDS` seeds is exploratory and at most inconclusive).
     Returns ``{"status": "measured" | "not run", "reason", "rows", "cells", "seeds"}``."""
-    from linrepro.study import seeded, stats
+    from linrepro.study import seeded
+    from linrepro.study.evaluation import paired_contrasts
 
     present = sorted({r["attention"] for r in rows})
     if target not in present:
@@ -361,19 +360,10 @@ def compare(
     ]
     keep = [r for r in rows if r["model"] in models and r["attention"] in (target, *baselines)]
     cells = seeded.interval_frame(keep, ("model", "attention", "domain"), n_resamples=n_resamples)
-    frames = []
-    for base in baselines:
-        if base not in present:
-            continue
-        d = seeded.paired_frame(keep, ("model", "domain"), base=base, others=[target], n_resamples=n_resamples)
-        if len(d):
-            frames.append(d.assign(baseline=base))
+    pairs = [(target, base) for base in baselines if base in present]
+    table = paired_contrasts(keep, ("model", "domain"), pairs=pairs, n_resamples=n_resamples)
     out = []
-    if frames:
-        import pandas as pd
-
-        table = pd.concat(frames, ignore_index=True)
-        table["p_holm"] = stats.holm(table.p_value.tolist())
+    if len(table):
         mean = {(c.model, c.attention, c.domain): c["mean"] for _, c in cells.iterrows()}
         for _, r in table.iterrows():
             n = int(r.seeds)

@@ -438,16 +438,15 @@ def points_from_training(trained: dict, fit_domain: str, eval_rows: list[dict] |
     runs those whose attention is not in the main grid (``released``); score-scale ablations of a
     grid attention are skipped (they would clash with its cells)."""
     from linrepro.clip.train import read_steps
+    from linrepro.study.evaluation import eval_summaries
 
-    main = list(trained.get("summaries") or [])
-    grid = {s["attention"] for s in main}
-    extra = [s for s in trained.get("extra_summaries") or [] if s["attention"] not in grid]
+    runs = eval_summaries(trained)
     seeds_per_cell: dict[tuple, int] = {}
-    for s in main + extra:
+    for s in runs:
         seeds_per_cell[(s["model"], s["attention"])] = seeds_per_cell.get((s["model"], s["attention"]), 0) + 1
     rows = [r for r in eval_rows or [] if r.get("domain") == fit_domain]
     points = []
-    for s in main + extra:
+    for s in runs:
         seed = int(s.get("seed", 0) or 0)
         zs = {z["domain"]: z for z in s.get("zero_shot", [])}
         z, source = zs.get(fit_domain), "03"
