@@ -138,6 +138,10 @@ class StepLog:
         if self._cur is None:
             return
         row, self._cur = self._cur, None
+        if _mixed[0]:  # the side this step trained at (mixed-resolution runs)
+            from linrepro.clip import flexres
+
+            row["resolution"] = flexres.current()
         self.rows.append(row)
         self._report(row["step"])
         if self._keys is None or any(k not in self._keys for k in row):
@@ -201,8 +205,18 @@ def _ddp_class():
 
 
 @contextlib.contextmanager
-def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto", quiet: bool = False):
+def patched(
+    attention: str,
+    score_scale: float | str = 0.5,
+    backend: str = "auto",
+    quiet: bool = False,
+    mixed_resolutions: tuple[int, ...] | None = None,
+    seed: int = 0,
+):
     """Apply linrepro's patches to open_clip_train for the duration of one training.
+
+    ``mixed_resolutions``: each step trains at a side drawn from this set with ``seed``
+    (:mod:`linrepro.clip.flexres`); the model must be built at the largest (``--force-image-size``).
 
     ``quiet``: open_clip_train's log goes to its ``out.log`` only, not to the console (a notebook
     stays readable). Either way its handlers are removed afterwards, so a second run in the same
@@ -224,6 +238,10 @@ def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto
     def create(name, *args, **kwargs):
         model, pre_train, pre_val = orig_create(name, *args, **kwargs)
         clip.swap_attention(model, attention, score_scale=score_scale, backend=backend)
+        if mixed_resolutions:
+            from linrepro.clip import flexres
+
+            flexres.install(model, mixed_resolutions, seed)
         _created.append(model)
         return model, pre_train, pre_val
 
@@ -246,7 +264,15 @@ def patched(attention: str, score_scale: float | str = 0.5, backend: str = "auto
     def counting(make):
         def wrapped(optimizer, base_lr, warmup_length, steps, *args, **kwargs):
             _total_steps[0] = int(steps)  # the run's total optimiser steps, for the progress line
-            return make(optimizer, base_lr, warmup_length, steps, *args, **kwargs)
+            adjust = make(optimizer, base_lr, warmup_length, steps, *args, **kwargs)
+
+            def stepped(step):  # called once per optimiser step: the step mixed resolutions draw on
+                from linrepro.clip import flexres
+
+                flexres.on_step(step)
+                return adjust(step)
+
+            return stepped
 
         return wrapped
 
@@ -414,6 +440,7 @@ def finalize_checkpoints(checkpoint_dir: str | Path) -> Path | None:
 
 
 _created: list = []
+_mixed = [False]  # this process trains at mixed resolutions
 _started = [False]  # set by StepLog when this process logs its first training step
 _total_steps: list[int | None] = [None]  # set from open_clip_train's scheduler: its total step count
 
@@ -473,8 +500,13 @@ def run_open_clip_train(
     backend: str = "auto",
     quiet: bool = False,
     resume_missing_ok: bool = False,
+    mixed_resolutions=None,
 ):
     """Run ``open_clip_train.main.main(argv)`` in this process with the patches applied.
+
+    ``mixed_resolutions``: sides (e.g. ``(32, 48, 64)``) to draw one from per step
+    (:mod:`linrepro.clip.flexres`); ``--force-image-size`` must be the largest, and the training
+    data should be rendered at that side.
 
     Returns the trained model (the first one open_clip_train built). ``--resume latest`` with no
     checkpoint raises :class:`NothingToResumeError` unless ``resume_missing_ok``. When the run
@@ -495,11 +527,13 @@ def run_open_clip_train(
                 f"out.log). Resume it with --resume latest, or delete the folder to train it again"
             )
     before = set(base.rglob("*")) if existed else set()
+    mixed_resolutions, seed = check_mixed(argv, mixed_resolutions)
     _created.clear()
+    _mixed[0] = bool(mixed_resolutions)
     _started[0] = False
     rank0 = int(os.environ.get("RANK", "0")) == 0
     try:
-        with patched(attention, score_scale, backend, quiet):
+        with patched(attention, score_scale, backend, quiet, mixed_resolutions, seed):
             rc = ocm.main(list(argv))
         if rc not in (None, 0):
             raise RuntimeError(f"open_clip_train exited with {rc} (see its out.log); arguments: {' '.join(argv)}")
@@ -513,7 +547,41 @@ def run_open_clip_train(
         Path(dump).mkdir(parents=True, exist_ok=True)
         rank = int(os.environ.get("RANK", "0"))
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(dump) / f"rank{rank}.pt")
+        if mixed_resolutions:
+            from linrepro.clip import flexres
+
+            (Path(dump) / f"rank{rank}.resolutions.json").write_text(json.dumps(flexres.history()))
     return model
+
+
+def check_mixed(argv: list[str], mixed_resolutions) -> tuple[tuple[int, ...] | None, int]:
+    """``(sides, seed)`` of a mixed-resolution run (``(None, 0)`` without one); ValueError when
+    the set is bad, the model is not built at its largest side, or the scheduler is skipped."""
+    if not mixed_resolutions:
+        return None, 0
+    from open_clip_train.params import parse_args
+
+    from linrepro.clip import flexres
+
+    res = flexres.check_resolutions(mixed_resolutions)
+    a = parse_args(list(argv))
+    if a.skip_scheduler:
+        raise ValueError("mixed resolutions draw each step's side from the scheduler's step: drop --skip-scheduler")
+    size = a.force_image_size[0] if isinstance(a.force_image_size, (list, tuple)) else a.force_image_size
+    if size is None:  # the model's own side
+        import open_clip
+
+        from linrepro import clip
+
+        clip.register_models()
+        own = ((open_clip.get_model_config(a.model) or {}).get("vision_cfg") or {}).get("image_size")
+        size = own[0] if isinstance(own, (list, tuple)) else own
+    if size is None or int(size) != res[-1]:
+        raise ValueError(
+            f"mixed resolutions {list(res)}: build the model at the largest side "
+            f"(--force-image-size {res[-1]}), got --force-image-size {size}"
+        )
+    return res, int(a.seed)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -558,9 +626,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --resume latest: train from scratch when there is no checkpoint (default: an error)",
     )
+    ap.add_argument(
+        "--mixed-resolutions",
+        default=None,
+        help="train each step at a side drawn from this set, e.g. 32,48,64 (the model is built at the "
+        "largest: pass open_clip_train's --force-image-size with it; data rendered at that side)",
+    )
     a, rest = ap.parse_known_args(ours)
     try:
-        run_open_clip_train(rest + theirs, a.attention, a.score_scale, a.backend, resume_missing_ok=a.resume_missing_ok)
+        check_mixed(rest + theirs, a.mixed_resolutions)
+    except ValueError as e:
+        ap.error(str(e))
+    try:
+        run_open_clip_train(
+            rest + theirs,
+            a.attention,
+            a.score_scale,
+            a.backend,
+            resume_missing_ok=a.resume_missing_ok,
+            mixed_resolutions=a.mixed_resolutions,
+        )
     except (NothingToResumeError, CheckpointError) as e:
         print(f"{ap.prog}: error: {e}", file=sys.stderr)
         return 2

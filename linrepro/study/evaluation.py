@@ -202,7 +202,7 @@ def throughput_sweep(
     return rows
 
 
-def finetune_at_resolution(
+def finetune_job(
     summary: dict,
     dataset: dict,
     resolution: int,
@@ -212,12 +212,14 @@ def finetune_at_resolution(
     batch_size: int = 64,
     lr: float = 1e-4,
     warmup: int = 10,
-    seed: int = 0,
+    seed: int | None = None,
     quiet: bool = True,
+    name: str | None = None,
 ) -> dict:
-    """Continue training a run at a new input resolution (open_clip_train ``--pretrained`` from the
-    run's checkpoint, ``--force-image-size``; open_clip interpolates the positional embedding on
-    load), on the bundled data rendered at that resolution. Returns the new run's summary."""
+    """The :func:`linrepro.study.experiments.train_and_evaluate` arguments that continue training a
+    run at a new input resolution (open_clip_train ``--pretrained`` from the run's checkpoint,
+    ``--force-image-size``; open_clip interpolates the positional embedding on load), on the
+    bundled data rendered at that resolution (exported here). ``seed``: the run's own by default."""
     from linrepro.clip.train import load_checkpoint
 
     d = summary
@@ -237,21 +239,27 @@ def finetune_at_resolution(
         dataset["val_fraction"],
         dataset["n_per_domain"],
     )
-    return ex.train_and_evaluate(
-        d["model"],
-        d["attention"],
-        ds,
-        out_dir,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        warmup=warmup,
-        seed=seed,
-        score_scale=d.get("score_scale", 0.5),
-        name=f"{d['model']}-{d['attention']}-ft{resolution}",
-        extra_args=["--pretrained", d["checkpoint"], "--force-image-size", str(resolution)],
-        quiet=quiet,
-    )
+    return {
+        "model_name": d["model"],
+        "attention": d["attention"],
+        "dataset": ds,
+        "out_dir": str(out_dir),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "warmup": warmup,
+        "seed": int(d.get("seed", 0) or 0) if seed is None else seed,
+        "score_scale": d.get("score_scale", 0.5),
+        "name": name or f"{d['model']}-{d['attention']}-ft{resolution}",
+        "extra_args": ["--pretrained", d["checkpoint"], "--force-image-size", str(resolution)],
+        "quiet": quiet,
+    }
+
+
+def finetune_at_resolution(summary: dict, dataset: dict, resolution: int, out_dir, **kw) -> dict:
+    """Continue training a run at a new input resolution (:func:`finetune_job`, its keywords);
+    returns the new run's summary."""
+    return ex.train_and_evaluate(**finetune_job(summary, dataset, resolution, out_dir, **kw))
 
 
 def finetune_and_compare(

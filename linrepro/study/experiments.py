@@ -83,16 +83,31 @@ def _read_record(path: Path, what: str) -> dict:
 
 
 def prepare_data(
-    out_dir, domains, resolution: int, seed: int, val_fraction: float, n_per_domain: int | None, progress: bool = False
+    out_dir,
+    domains,
+    resolution: int,
+    seed: int,
+    val_fraction: float,
+    n_per_domain: int | None,
+    progress: bool = False,
+    split: str = "train",
 ) -> dict:
-    """Export the training split as an open_clip CSV (reused when the same settings exist)."""
+    """Export the training split as an open_clip CSV (reused when the same settings exist).
+
+    ``split="fit"``: train on the ``fit`` part of the training split only; the models are then
+    evaluated on its ``tune`` part (``eval_split``), never on ``val`` (for choosing a setting
+    such as the learning rate, see :mod:`linrepro.data`)."""
+    if split not in ("train", "fit"):
+        raise ValueError(f"split must be 'train' or 'fit' (the part of the training split to train on), got {split!r}")
     domains = list(domains)
     if isinstance(n_per_domain, dict):
         n_per_domain = {d: n for d, n in n_per_domain.items() if n} or None  # 0: that domain's default
         sizes = "-".join(f"{d}{n_per_domain[d]}" for d in sorted(n_per_domain)) if n_per_domain else "all"
     else:
         sizes = n_per_domain or "all"
-    key = f"{'-'.join(domains)}_r{resolution}_s{seed}_v{val_fraction}_n{sizes}"
+    key = f"{'-'.join(domains)}_r{resolution}_s{seed}_v{val_fraction}_n{sizes}" + (
+        "" if split == "train" else f"_{split}"
+    )
     d = Path(out_dir) / key
     manifest = d / "manifest.json"
     if manifest.exists():
@@ -101,7 +116,7 @@ def prepare_data(
     csv_path, n = data.write_csv(
         d,
         domains=domains,
-        split="train",
+        split=split,
         resolution=resolution,
         seed=seed,
         val_fraction=val_fraction,
@@ -119,6 +134,8 @@ def prepare_data(
         "seed": seed,
         "val_fraction": val_fraction,
         "n_per_domain": n_per_domain,
+        "split": split,
+        "eval_split": "tune" if split == "fit" else "val",
         "export_s": time.perf_counter() - t,
     }
     write_json(manifest, relative_paths(info, d))
@@ -136,8 +153,10 @@ def zero_shot_domains(
     n_per_domain,
     classnames_path: str | None = None,
     limit: int | None = None,
+    split: str = "val",
 ) -> list[dict]:
-    """Zero-shot top-1/top-5 on each bundled domain's held-out split, rendered at ``resolution``."""
+    """Zero-shot top-1/top-5 on each bundled domain's held-out split (``split``: ``val``, or
+    ``tune`` for a run trained on ``fit``), rendered at ``resolution``."""
     from linrepro.clip import zeroshot
 
     return [
@@ -152,6 +171,7 @@ def zero_shot_domains(
                 n_per_domain=n_per_domain,
                 classnames_path=classnames_path,
                 limit=limit,
+                split=split,
             ),
             resolution,
         )
@@ -183,7 +203,9 @@ def external_dataset(train_data: str, train_num_samples: int, eval_domains=(), r
     }
 
 
-def _launch_torchrun(nproc: int, attention: str, score_scale: float, args: list[str], log_path: Path) -> None:
+def _launch_torchrun(
+    nproc: int, attention: str, score_scale: float, args: list[str], log_path: Path, mixed_resolutions=None
+) -> None:
     import os
     import subprocess
     import sys
@@ -200,6 +222,7 @@ def _launch_torchrun(nproc: int, attention: str, score_scale: float, args: list[
         attention,
         "--score-scale",
         str(score_scale),
+        *(["--mixed-resolutions", ",".join(str(r) for r in mixed_resolutions)] if mixed_resolutions else []),
         "--",
         *args,
     ]
@@ -233,6 +256,7 @@ def train_and_evaluate(
     extra_args: list[str] | None = None,
     image_size: int | None = None,
     resume: bool = False,
+    mixed_resolutions=None,
 ) -> dict:
     """One open_clip_train run with ``attention`` (``batch_size`` is global: each of ``nproc``
     torchrun processes takes ``batch_size // nproc``), then zero-shot on each domain's val split.
@@ -243,6 +267,8 @@ def train_and_evaluate(
     stopped before its first checkpoint. Only the newest checkpoint is kept, and once
     ``summary.json`` is written it is made weights only (:func:`linrepro.clip.train.finalize_checkpoints`).
     ``image_size``: the side the model takes (``--force-image-size`` when it is not the model's own).
+    ``mixed_resolutions``: train each step at a side drawn from this set (:mod:`linrepro.clip.flexres`);
+    the model is built at the largest, which should be ``image_size`` and the data's resolution.
     """
     import shutil
 
@@ -262,13 +288,38 @@ def train_and_evaluate(
     run = logs / name
     from linrepro.utils.provenance import TRAINING_CODE, code_digest
 
-    code = code_digest(TRAINING_CODE)
+    if mixed_resolutions:
+        from linrepro.clip import flexres
+
+        mixed_resolutions = list(flexres.check_resolutions(mixed_resolutions))
+        image_size = image_size or mixed_resolutions[-1]
+        if int(image_size) != mixed_resolutions[-1]:
+            raise ValueError(
+                f"a mixed-resolution run is built at its largest side {mixed_resolutions[-1]}, not {image_size}"
+            )
+    code = code_digest(TRAINING_CODE + (("linrepro/clip/flexres.py",) if mixed_resolutions else ()))
     if (run / "summary.json").exists():
         done = _read_record(run / "summary.json", "summary")
         if done.get("training_code", code) != code:  # runs from before the digest was kept are taken as they are
             raise RuntimeError(
                 f"{run} was trained with other training code (digest {done['training_code']}, now {code}: "
                 f"{', '.join(TRAINING_CODE)} changed since); delete the folder to train it again with this code"
+            )
+        asked = {
+            "model": model_name,
+            "attention": attention,
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "seed": seed,
+            "mixed_resolutions": mixed_resolutions,
+        }
+        other = {k: (done.get(k), v) for k, v in asked.items() if k in done or v is not None if done.get(k) != v}
+        if other:
+            raise RuntimeError(
+                f"{run} is a finished run with other settings than asked ("
+                + ", ".join(f"{k}: {a!r} there, {b!r} asked" for k, (a, b) in other.items())
+                + "); use another name or out_dir, or delete the folder to train it again"
             )
         ckpt = done.get("checkpoint")
         if ckpt and Path(ckpt).is_file() and not is_weights_only(ckpt):  # killed before it was finalized
@@ -310,9 +361,11 @@ def train_and_evaluate(
     )
     t = time.perf_counter()
     if nproc == 1:
-        model = run_open_clip_train(args, attention=attention, score_scale=score_scale, quiet=quiet)
+        model = run_open_clip_train(
+            args, attention=attention, score_scale=score_scale, quiet=quiet, mixed_resolutions=mixed_resolutions
+        )
     else:
-        _launch_torchrun(nproc, attention, score_scale, args, run / "torchrun.log")
+        _launch_torchrun(nproc, attention, score_scale, args, run / "torchrun.log", mixed_resolutions)
         model = None
     train_s = time.perf_counter() - t
     steps = read_steps(run)
@@ -330,6 +383,10 @@ def train_and_evaluate(
         "train_s": train_s,
         "steps": len(steps),
         "extra_args": list(extra_args),
+        "data_resolution": dataset.get("resolution"),
+        "data_split": dataset.get("split", "train"),
+        "eval_split": dataset.get("eval_split", "val"),
+        **({"mixed_resolutions": mixed_resolutions} if mixed_resolutions else {}),
         "checkpoint": str(ckpts[-1]) if ckpts else None,
         "run_dir": str(run),
     }
@@ -353,6 +410,7 @@ def train_and_evaluate(
             dataset["val_fraction"],
             dataset["n_per_domain"],
             dataset["classnames"],
+            split=dataset.get("eval_split", "val"),
         )
         if domains
         else []
@@ -474,13 +532,22 @@ def train_grid(
     seeds=(),
     seed: int = 0,
     workers: int = 1,
+    lrs: dict | None = None,
     log=print,
     **kw,
 ) -> list[dict]:
     """Every (model, attention, training seed), in that order; each run's one-line result is
     logged as it finishes. ``seeds``: the training seeds (empty: ``[seed]``); each summary
-    records its ``seed``. ``workers``: runs trained at once (:func:`run_jobs`)."""
+    records its ``seed``. ``workers``: runs trained at once (:func:`run_jobs`). ``lrs``: a peak
+    learning rate per attention (e.g. chosen by notebook 09's sweep), overriding ``lr``."""
     seeds = training_seeds(seeds, seed)
+    lrs = dict(lrs or {})
+    unknown = sorted(set(lrs) - set(attentions))
+    if unknown:
+        raise ValueError(f"lrs names attention(s) {unknown} that are not in the grid's {list(attentions)}")
+    bad = {a: v for a, v in lrs.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0}
+    if bad:
+        raise ValueError(f"lrs must be positive numbers, got {bad}")
     jobs = [
         {
             "model_name": m,
@@ -491,6 +558,7 @@ def train_grid(
             "seed": sd,
             "name": run_name(m, att, sd, len(seeds)),
             **kw,
+            **({"lr": float(lrs[att])} if att in lrs else {}),
         }
         for m in models
         for att in attentions

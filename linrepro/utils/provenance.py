@@ -112,10 +112,36 @@ TRAINING_CODE = (
 )
 
 
+def _normalised_source(f: Path) -> bytes:
+    """What a ``.py`` file computes, without what it says: its syntax tree with docstrings dropped
+    (comments never reach the tree), so editing prose does not change a digest. A file that does
+    not parse is taken byte for byte."""
+    import ast
+
+    raw = f.read_bytes()
+    try:
+        tree = ast.parse(raw)
+    except (SyntaxError, ValueError):
+        return raw
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 def code_digest(paths=None) -> str:
-    """A SHA-256 over the content of every ``.py`` and ``.json`` file under ``paths`` (default:
-    the whole package and its kernels), in sorted order with their relative names: equal digests,
-    same code."""
+    """A SHA-256 over every ``.py`` and ``.json`` file under ``paths`` (default: the whole package
+    and its kernels), in sorted order with their relative names: equal digests, same code. A
+    ``.py`` file counts by its syntax tree without docstrings or comments
+    (:func:`_normalised_source`): a corrected docstring or comment does not make a trained model
+    "other code"."""
     import hashlib
 
     base = Path(__file__).resolve().parents[2]
@@ -126,5 +152,6 @@ def code_digest(paths=None) -> str:
         for f in files:
             if "__pycache__" in f.parts:
                 continue
-            h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+            body = _normalised_source(f) if f.suffix == ".py" else f.read_bytes()
+            h.update(f.relative_to(base).as_posix().encode() + b"\0" + body + b"\0")
     return h.hexdigest()[:16]

@@ -125,3 +125,18 @@ def test_a_resumed_run_keeps_the_time_of_its_earlier_executions(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({**m, "duration_s": 130.0, "executions_s": [100.0, 30.0]}))
     m = _resumed_meta(tmp_path, {"started": "t2"})
     assert (m["earlier_s"], m["executions_s"], m["resumed"]) == (130.0, [100.0, 30.0], ["t1", "t2"])
+
+
+def test_a_docstring_or_comment_edit_keeps_the_code_digest_but_a_code_edit_changes_it(tmp_path):
+    from linrepro.utils.provenance import _normalised_source
+
+    def src(text):
+        p = tmp_path / "m.py"
+        p.write_text(text)
+        return _normalised_source(p)
+
+    base = src('"""Module."""\n\ndef f(x):\n    """Twice x."""\n    return 2 * x\n')
+    assert src('"""Module, corrected."""\n\ndef f(x):\n    """Two times x."""\n    return 2 * x  # doubled\n') == base
+    assert src("def f(x):\n    return 2 * x\n") == base  # no docstrings at all
+    assert src('"""Module."""\n\ndef f(x):\n    """Twice x."""\n    return 3 * x\n') != base
+    assert src("def f(x):\n    return 'a'\n") != src("def f(x):\n    return 'b'\n")  # other strings count
