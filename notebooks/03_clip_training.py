@@ -43,6 +43,7 @@ epochs = 14  # [1, ...) training epochs per model
 batch_size = 64  # [1, ...) global batch size (split over nproc processes)
 batch_sizes = {}  # [1, ...) per-model global batch size, overriding batch_size (paper: ViT-S/B/L-16 → 64/16/4)
 lr = 0.001  # (0, ...) peak learning rate (cosine schedule)
+lrs = {}  # (0, ...) per-attention peak learning rate overriding lr (e.g. chosen by 09's sweep)
 warmup = 50  # [0, ...) warm-up steps
 precision = "fp32"  # {amp, amp_bf16, amp_bfloat16, bf16, fp16, pure_bf16, pure_fp16, fp32} open_clip_train --precision
 score_scale: "ScoreScale" = "1/N"  # s in Eq. 7: a number, or 1/N (per query row: the keys it sums over)
@@ -118,6 +119,7 @@ summaries = ex.train_grid(
     batch_size=batch_size,
     epochs=epochs,
     lr=lr,
+    lrs=lrs,
     warmup=warmup,
     precision=precision,
     seed=seed,
@@ -128,6 +130,8 @@ summaries = ex.train_grid(
     image_size=resolution,
     resume=resume,
 )
+if lrs:
+    print("peak learning rate per attention: " + ", ".join(f"{a} {lrs.get(a, lr):g}" for a in attentions))
 
 # %% [markdown]
 # ### Extra runs: Eq. 7's score scale, the released code

@@ -62,7 +62,7 @@ finetune_epochs = 1  # [1, ...) epochs of fine-tuning at each side above `resolu
 finetune_lr = 0.0002  # (0, ...) peak learning rate of that fine-tuning
 throughput_batch = 16  # [1, ...) images per timed batch for images/s
 throughput_runs = 3  # [1, ...) timed batches per point (after one warm-up)
-convergence_fraction = 0.95  # (0, 1) "converged" = this fraction of the final accuracy
+convergence_fraction = 0.95  # (0, 1) converged means reaching this fraction of the final accuracy
 
 # %%
 import os

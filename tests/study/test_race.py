@@ -1,0 +1,105 @@
+"""Notebook 09's training stages (linrepro.study.race): what they refuse before training anything,
+and the settings check that keeps a finished run from being reused under other settings."""
+
+import json
+
+import pytest
+
+from linrepro.study import experiments as ex
+from linrepro.study import race
+
+FIT = {"eval_split": "tune", "resolution": 32}
+VAL = {"eval_split": "val", "resolution": 32}
+
+
+def test_the_sweep_is_judged_on_tune_never_on_val(tmp_path):
+    with pytest.raises(ValueError, match="tune split.*'val'"):
+        race.lr_sweep("tiny-XS", ["softmax"], [1e-3], VAL, tmp_path, seeds=[0], epochs=1)
+
+
+@pytest.mark.parametrize(
+    "lrs, match",
+    [([], "must not be empty"), ([1e-3, -1.0], r"positive numbers, got \[-1.0\]"), ([1e-3, 1e-3], "twice")],
+)
+def test_bad_learning_rates_are_named(tmp_path, lrs, match):
+    with pytest.raises(ValueError, match=match):
+        race.lr_sweep("tiny-XS", ["softmax"], lrs, FIT, tmp_path, seeds=[0], epochs=1)
+
+
+def test_mixed_training_needs_data_at_the_largest_side(tmp_path):
+    with pytest.raises(ValueError, match="largest side 64"):
+        race.epoch_sweep(
+            "tiny-XS", {"softmax": 1e-3}, [1], VAL, tmp_path, seeds=[0], mixed_resolutions=[32, 64], mixed_dataset=VAL
+        )
+    with pytest.raises(ValueError, match="epochs must be positive integers"):
+        race.epoch_sweep("tiny-XS", {"softmax": 1e-3}, [1.5], VAL, tmp_path, seeds=[0])
+
+
+def test_rows_carry_the_training_condition():
+    s = {
+        "model": "m",
+        "attention": "eq7",
+        "seed": 1,
+        "lr": 0.002,
+        "epochs": 7,
+        "train_s": 10.0,
+        "images_per_s": 5.0,
+        "zero_shot": [{"domain": "digits", "correct": [1, 0], "top1": 0.5}],
+    }
+    (r,) = race.rows([s], arm="interpolated")
+    assert (r["lr"], r["epochs"], r["train_s"], r["arm"], r["seed"], r["correct"]) == (
+        0.002,
+        7,
+        10.0,
+        "interpolated",
+        1,
+        [1, 0],
+    )
+
+
+def test_a_finished_run_is_not_reused_under_other_settings(tmp_path):
+    run = tmp_path / "tiny-XS-eq7"
+    run.mkdir()
+    done = {
+        "model": "tiny-XS",
+        "attention": "eq7",
+        "epochs": 2,
+        "lr": 0.001,
+        "batch_size": 32,
+        "seed": 0,
+        "zero_shot": [],
+    }
+    (run / "summary.json").write_text(json.dumps(done))
+    kw = dict(epochs=2, batch_size=32, warmup=1, seed=0, name="tiny-XS-eq7")
+    assert ex.train_and_evaluate("tiny-XS", "eq7", {}, tmp_path, lr=0.001, **kw)["lr"] == 0.001  # same: reused
+    with pytest.raises(RuntimeError, match=r"lr: 0.001 there, 0.004 asked"):
+        ex.train_and_evaluate("tiny-XS", "eq7", {}, tmp_path, lr=0.004, **kw)
+
+
+def test_per_attention_learning_rates_in_the_grid_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"\['eq4'\]"):
+        ex.train_grid(["tiny-XS"], ["softmax", "eq7"], {}, tmp_path, lrs={"eq4": 0.002}, epochs=1, lr=0.001, warmup=1)
+    with pytest.raises(ValueError, match="positive numbers"):
+        ex.train_grid(["tiny-XS"], ["softmax", "eq7"], {}, tmp_path, lrs={"eq7": 0}, epochs=1, lr=0.001, warmup=1)
+
+
+def test_the_grid_trains_each_attention_at_its_own_rate(tmp_path):
+    for att, lr in (("softmax", 0.001), ("eq7", 0.004)):  # finished runs at each attention's rate
+        run = tmp_path / f"tiny-XS-{att}"
+        run.mkdir()
+        done = {"model": "tiny-XS", "attention": att, "epochs": 1, "lr": lr, "batch_size": 64, "seed": 0, "train_s": 1.0}
+        (run / "summary.json").write_text(json.dumps({**done, "zero_shot": []}))
+    got = ex.train_grid(
+        ["tiny-XS"],
+        ["softmax", "eq7"],
+        {},
+        tmp_path,
+        lrs={"eq7": 0.004},
+        epochs=1,
+        lr=0.001,
+        warmup=1,
+        log=lambda *_: None,
+    )
+    assert [s["lr"] for s in got] == [0.001, 0.004]  # reused: asked with the same rate each
+    with pytest.raises(RuntimeError, match="lr: 0.004 there, 0.001 asked"):  # without lrs, eq7 would be asked 0.001
+        ex.train_grid(["tiny-XS"], ["softmax", "eq7"], {}, tmp_path, epochs=1, lr=0.001, warmup=1, log=lambda *_: None)
