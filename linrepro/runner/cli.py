@@ -13,10 +13,13 @@ from linrepro.utils import project
 def _cmd_run(a) -> int:
     from linrepro.runner import execute as runner
 
-    if a.resume:  # the run's own folder, profile and params.yaml
+    if a.resume and a.rerun:
+        raise ParamError("give --resume or --rerun, not both")
+    if a.resume or a.rerun:  # the run's own folder, profile and params.yaml
+        flag = "--resume" if a.resume else "--rerun"
         if a.param or a.out:
-            raise ParamError("--resume continues a run with its own params.yaml in its own folder: drop -p and --out")
-        r = runner.resume(Path(a.resume), a.notebook, progress=not a.no_progress)
+            raise ParamError(f"{flag} continues a run with its own params.yaml in its own folder: drop -p and --out")
+        r = runner.resume(Path(a.resume or a.rerun), a.notebook, progress=not a.no_progress, finished_ok=bool(a.rerun))
         print(r.path / "report.html")
         return 0 if r.status == "ok" else 1
     r = runner.run(
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue an interrupted run in its own folder with its own parameters "
         "(03_clip_training: finished models are kept, the others continue from their last checkpoint)",
+    )
+    r.add_argument(
+        "--rerun",
+        metavar="RUN_DIR",
+        help="execute a run of a resumable notebook (03, 09) again in its own folder with its own parameters, "
+        "finished or not: finished models are reused (nothing is retrained), the notebook's code is today's",
     )
     r.set_defaults(func=_cmd_run)
     rp = sub.add_parser("reproduce", help="every notebook of a profile, in order, then the site")

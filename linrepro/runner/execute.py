@@ -338,10 +338,14 @@ def _resumed_meta(path: Path, meta: dict) -> dict:
     }
 
 
-def resume(run_dir: Path, notebook: str | None = None, progress: bool = True, log=print) -> Run:
+def resume(
+    run_dir: Path, notebook: str | None = None, progress: bool = True, log=print, finished_ok: bool = False
+) -> Run:
     """Continue an unfinished run in its own folder with its own params.yaml: the notebook runs
     again with ``LINREPRO_RESUME=1``, so 03_clip_training reuses finished models and continues the
-    others from their last checkpoint; run.json ends ``ok`` or ``failed`` as for a new run."""
+    others from their last checkpoint; run.json ends ``ok`` or ``failed`` as for a new run.
+    ``finished_ok`` (``linrepro run --rerun``): a finished run is executed again the same way, with
+    the notebook's code of today (its analysis redone, its models reused)."""
     import json
 
     path = Path(run_dir).absolute()
@@ -363,8 +367,11 @@ def resume(run_dir: Path, notebook: str | None = None, progress: bool = True, lo
     if status == "running":  # its process is alive (or on another host): two trainings in one folder would clash
         who = note or f"process {meta.get('pid')} on {meta.get('host')}"
         raise _params.ParamError(f"--resume {run_dir}: that run is still running ({who}); stop it first")
-    if status == "ok":
-        raise _params.ParamError(f"--resume {run_dir}: that run finished (status ok); there is nothing to resume")
+    if status == "ok" and not finished_ok:
+        raise _params.ParamError(
+            f"--resume {run_dir}: that run finished (status ok); there is nothing to resume "
+            "(--rerun executes it again in place, reusing its models)"
+        )
     params_path = path / "params.yaml"
     if not params_path.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: the run has no params.yaml")

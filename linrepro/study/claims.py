@@ -1255,8 +1255,95 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
                 }
             )
 
+    def race(d, r):
+        """09's fair race: the learning rate per method, convergence, the arms, the frontier."""
+        n = len(r.get("seeds") or []) or n_seeds
+        choice = r.get("lr_choice") or {}
+        if choice.get("text"):
+            grid = r.get("grid_lrs") or {}
+            same = grid and all(
+                abs(float(grid.get("lrs", {}).get(a, -1)) - float(v)) < 1e-12
+                for a, v in (r.get("chosen_lr") or {}).items()
+            )
+            rows.append(
+                {
+                    "topic": "learning rate per method (09)",
+                    "text": f"{choice['text']} ({seeds_note(n)}). "
+                    + (
+                        "03's grid trains each method at its chosen rate."
+                        if same
+                        else "03's grid does not train each method at its chosen rate (see 09)."
+                        if grid
+                        else ""
+                    ),
+                    "link": ev.link(d, "1 · Learning rate per method"),
+                    "verdict": None,
+                    "basis": "proxy",
+                    "seeds": n,
+                }
+            )
+        conv = [c for c in r.get("convergence") or [] if isinstance(c, dict) and c.get("text")]
+        if conv:
+            rows.append(
+                {
+                    "topic": "does LA need more epochs? (09)",
+                    "text": "epochs to reach 95% of the final accuracy: " + "; ".join(c["text"] for c in conv) + ".",
+                    "link": ev.link(d, "2 · Matched budgets and convergence"),
+                    "verdict": None,
+                    "basis": "proxy",
+                    "seeds": n,
+                }
+            )
+        top = [t for t in r.get("highest_resolution") or [] if isinstance(t, dict) and t.get("diff") is not None]
+        for arm in dict.fromkeys(t.get("arm") for t in top):
+            sel = [t for t in top if t.get("arm") == arm]
+            decisions = [
+                rules.decide(
+                    t["diff"],
+                    t.get("ci_low"),
+                    t.get("ci_high"),
+                    rules.SAME_ACCURACY,
+                    seeds=t.get("seeds"),
+                    between_models=True,
+                )
+                for t in sel
+            ]
+            verdicts = {x["verdict"] for x in decisions}
+            parts = [
+                f"{t.get('domain')} {t['diff']:+.3f}"
+                + (f" [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]" if t.get("ci_low") is not None else "")
+                + (f" (Holm p = {t['p_holm']:.2g}; {x['verdict']})" if t.get("p_holm") is not None else "")
+                for t, x in zip(sel, decisions, strict=True)
+            ]
+            rows.append(
+                {
+                    "topic": f"LA − softmax at the highest side, {arm} arm (09)",
+                    "text": f"at {sel[0].get('resolution')} px, paired by seed and image ({seeds_note(n)}), within "
+                    f"±{rules.ACCURACY_MARGIN:g} counts as the same accuracy: " + "; ".join(parts) + ".",
+                    "link": ev.link(d, "3 · Three resolution arms"),
+                    "verdict": verdicts.pop() if len(verdicts) == 1 else None,
+                    "basis": "proxy",
+                    "seeds": n,
+                }
+            )
+        front = r.get("frontier") or {}
+        if front.get("overall"):
+            rows.append(
+                {
+                    "topic": "does LA's cheaper inference buy accuracy at equal compute? (09)",
+                    "text": front["overall"]
+                    + " "
+                    + " ".join(v.get("text", "") for v in (front.get("domains") or {}).values() if isinstance(v, dict)),
+                    "link": ev.link(d, "4 · Accuracy against compute"),
+                    "verdict": None,
+                    "basis": "proxy",
+                    "seeds": n,
+                }
+            )
+
     topics = {
         "08_paper_vs_released_code": ("released code (08)", released),
+        "09_fair_race": ("fair race (09)", race),
         "03_clip_training": ("training (03)", training),
         "05_scaling_laws": ("scaling (05)", scaling),
         "06_resolution_domain": ("domains × resolutions (06)", resolution),

@@ -224,3 +224,184 @@ def arm_rows(
     if mixed:
         out += tagged(mixed, evaluation.resolution_sweep(mixed, sets, res, progress=progress), "mixed")
     return out
+
+
+# --------------------------------------------------------------------------- presentation
+def jsonable(x):
+    """A frame (records), or a dict/list holding frames, as plain JSON values (NaN → None)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(x, pd.DataFrame):
+        return [jsonable(r) for r in x.to_dict("records")]
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [jsonable(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def grid_learning_rates(profile: str | None = None) -> dict | None:
+    """The peak learning rate per attention of notebook 03's grid in this profile: its latest
+    finished run's parameters (``lr``, overridden per attention by ``lrs``), else the profile's
+    parameter file; None when neither exists."""
+    import yaml
+
+    from linrepro.study.runs import current_profile, find_run
+    from linrepro.utils import project
+
+    profile = profile or current_profile()
+    params, source = None, None
+    try:
+        run = find_run("03_clip_training", profile=profile)
+        if (run / "params.yaml").is_file():
+            params, source = yaml.safe_load((run / "params.yaml").read_text()) or {}, f"run {run.name}"
+    except FileNotFoundError:
+        pass
+    if params is None:
+        f = project.params_dir() / profile / "03_clip_training.yaml"
+        if not f.is_file():
+            return None
+        params, source = yaml.safe_load(f.read_text()) or {}, f"params/{profile}/03_clip_training.yaml"
+    lr, per = params.get("lr", 0.001), params.get("lrs") or {}
+    return {
+        "lrs": {a: float(per.get(a, lr)) for a in params.get("attentions") or ["softmax", "eq7"]},
+        "source": source,
+    }
+
+
+def grid_lr_note(grid: dict | None, chosen: dict) -> str:
+    """Whether 03's grid trains each attention at the rate chosen here (computed, not assumed)."""
+    if not grid:
+        return "No 03_clip_training run or parameter file in this profile: nothing to compare the choice with."
+    parts, same = [], True
+    for att, lr in chosen.items():
+        g = grid["lrs"].get(att)
+        ok = g is not None and abs(g - lr) <= 1e-12 * max(1.0, lr)
+        same &= ok
+        parts.append(
+            f"{att}: grid {g:g}, chosen {lr:g}" + ("" if ok else " (differs)")
+            if g is not None
+            else f"{att}: not in the grid"
+        )
+    head = (
+        "03's grid trains every method at the rate chosen here"
+        if same
+        else "**03's grid does not train every method at the rate chosen here**: its accuracies compare methods at "
+        "rates this sweep did not pick (set `lrs` in 03's parameters to the chosen values and retrain)"
+    )
+    return f"{head} ({grid['source']}): " + "; ".join(parts) + "."
+
+
+def fig_lr(table, chosen: dict):
+    """Tune-split top-1 (mean over domains) against the learning rate, per attention, with
+    intervals; the chosen rate of each marked."""
+    import plotly.express as px
+
+    from linrepro.study.frontier import MEAN_OVER_DOMAINS
+    from linrepro.utils import plotting
+
+    d = table[table.domain == MEAN_OVER_DOMAINS].sort_values("lr").copy()
+    d["plus"], d["minus"] = d.ci_high - d["mean"], d["mean"] - d.ci_low
+    fig = px.line(
+        d,
+        x="lr",
+        y="mean",
+        color="attention",
+        error_y="plus",
+        error_y_minus="minus",
+        markers=True,
+        log_x=True,
+        color_discrete_map=plotting.colour_map(d.attention),
+        labels={"lr": "peak learning rate", "mean": "tune top-1, mean over domains"},
+        title="Learning-rate sweep: tune-split top-1 (mean over seeds, 95% interval); the chosen rate is circled",
+    )
+    for att, lr in chosen.items():
+        row = d[(d.attention == att) & (d.lr == lr)]
+        if len(row):
+            fig.add_scatter(
+                x=[lr],
+                y=[float(row["mean"].iloc[0])],
+                mode="markers",
+                marker={"size": 16, "symbol": "circle-open", "color": plotting.colour_map([att])[att]},
+                name=f"{att}: chosen {lr:g}",
+            )
+    return fig
+
+
+def fig_arms(acc, domains):
+    """Val top-1 against the evaluation side, per arm (columns) and domain (rows), softmax and LA
+    with intervals."""
+    import plotly.express as px
+
+    from linrepro.utils import plotting
+
+    d = acc.copy()
+    d["plus"], d["minus"] = d.ci_high - d["mean"], d["mean"] - d.ci_low
+    return px.line(
+        d,
+        x="resolution",
+        y="mean",
+        color="attention",
+        facet_col="arm",
+        facet_row="domain",
+        error_y="plus",
+        error_y_minus="minus",
+        markers=True,
+        category_orders={
+            "arm": [a for a in ("interpolated", "fine-tuned", "mixed") if a in set(d.arm)],
+            "domain": list(domains),
+        },
+        color_discrete_map=plotting.colour_map(d.attention),
+        labels={"resolution": "evaluation side (px)", "mean": "val top-1"},
+        title="Three resolution arms: val top-1 against the side (mean over seeds, 95% interval)",
+        height=260 * len(domains) + 120,
+    )
+
+
+def highest_resolution_contrasts(contrast):
+    """Each arm's LA − softmax rows at the highest side it was evaluated at."""
+    if not len(contrast):
+        return contrast
+    top = contrast.groupby("arm").resolution.transform("max")
+    return contrast[contrast.resolution == top].reset_index(drop=True)
+
+
+def arms_text(top) -> str:
+    """One line per arm: LA − softmax per domain at its highest side, with interval and Holm p."""
+    if not len(top):
+        return "No arm has both methods evaluated."
+    from linrepro.study.seeded import cell_text
+
+    lines = []
+    for arm, g in top.groupby("arm", sort=False):
+        cells = [
+            f"{r.domain} {cell_text(r['diff'], r.ci_low, r.ci_high, r.seeds, True)} (Holm p = {r.p_holm:.2g})"
+            for _, r in g.iterrows()
+        ]
+        lines.append(f"- **{arm}** at {int(g.resolution.iloc[0])} px, LA − softmax: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
+def takeaway(choice: dict, conv, budget, top, decision: dict) -> str:
+    """The notebook's conclusions, each computed from the numbers above it."""
+    lines = [f"**Learning rate.** {choice.get('text', '')}"]
+    lines += [f"**Convergence.** {t}" for t in conv.text]
+    if len(budget):
+        last = budget[budget.comparison == "equal steps"].sort_values("epochs").tail(1)
+        for _, r in last.iterrows():
+            lines.append(
+                f"**Equal steps ({int(r.epochs)} epochs).** LA − softmax {r['diff']:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] "
+                "(mean over domains of val top-1)."
+            )
+    lines.append("**Resolution arms, at the highest side.**\n" + arms_text(top))
+    lines.append(f"**Accuracy against compute.** {decision['overall']}")
+    return "\n\n".join(lines)

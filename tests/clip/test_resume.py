@@ -123,6 +123,15 @@ def test_resume_finishes_every_model_with_no_gap_and_no_repeat(resumed):
     env = resumed["env"]
     again = cli("run", "03_clip_training", "--resume", str(run), env=env)
     assert again.returncode == 2 and "nothing to resume" in again.stderr and str(run) in again.stderr
+    # --rerun executes the finished run again in place: its models are reused, nothing retrained
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("checkpoints/*.pt")}
+    rerun = cli("run", "03_clip_training", "--rerun", str(run), env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("checkpoints/*.pt")} == before
+    assert [s["step"] for s in read_steps(second)] == list(range(EPOCHS * 5))
+    assert json.loads((run / "run.json").read_text())["status"] == "ok"
+    both = cli("run", "03_clip_training", "--resume", str(run), "--rerun", str(run), env=env)
+    assert both.returncode == 2 and "not both" in both.stderr
     with_p = cli("run", "03_clip_training", "--resume", str(run), "-p", "epochs=2", env=env)
     assert with_p.returncode == 2 and "own params.yaml" in with_p.stderr
     other = cli("run", "04_zero_shot_eval", "--resume", str(run), env=env)

@@ -445,3 +445,63 @@ def test_findings_read_05_and_06_decision_records_as_those_notebooks_write_them(
     ]  # the per-attention decision, not the per-resolution one
     assert f06["verdict"] == "supported" and f06["text"].startswith("eq7: no: eq7 keeps its accuracy.")
     assert [r["text"] for r in by["domains × resolutions (06)"]] == ["a line"]
+
+
+def test_findings_read_09s_fair_race(tmp_path):
+    results = {
+        "seeds": [0, 1, 2],
+        "chosen_lr": {"softmax": 0.002, "eq7": 0.004},
+        "grid_lrs": {"lrs": {"softmax": 0.002, "eq7": 0.002}, "source": "params/study/03_clip_training.yaml"},
+        "lr_choice": {"text": "softmax: lr 0.002; eq7: lr 0.004 (edge)"},
+        "convergence": [{"text": "softmax: 9.1 [8.0, 10] epochs"}, {"text": "eq7 − softmax: +3.0 [1.0, 5.0] epochs"}],
+        "highest_resolution": [
+            {
+                "arm": "mixed",
+                "resolution": 96,
+                "domain": "digits",
+                "diff": 0.01,
+                "ci_low": -0.02,
+                "ci_high": 0.03,
+                "p_holm": 0.5,
+                "seeds": 3,
+            },
+            {
+                "arm": "mixed",
+                "resolution": 96,
+                "domain": "shapes",
+                "diff": -0.2,
+                "ci_low": -0.3,
+                "ci_high": -0.1,
+                "p_holm": 0.01,
+                "seeds": 3,
+            },
+            {
+                "arm": "interpolated",
+                "resolution": 96,
+                "domain": "digits",
+                "diff": 0.0,
+                "ci_low": -0.01,
+                "ci_high": 0.01,
+                "p_holm": 0.9,
+                "seeds": 3,
+            },
+        ],
+        "frontier": {
+            "overall": "At equal inference cost: no LA gain in 1 of 1 domain(s).",
+            "domains": {"digits": {"text": "digits: no gain."}},
+        },
+    }
+    _run(tmp_path, "study", "09_fair_race", results)
+    rows = [r for r in claims.findings(tmp_path, ("study",)) if "(09)" in r["topic"]]
+    by = {r["topic"]: r for r in rows}
+    lr = by["learning rate per method (09)"]
+    assert "eq7: lr 0.004" in lr["text"] and "does not train each method at its chosen rate" in lr["text"]
+    assert "+3.0 [1.0, 5.0]" in by["does LA need more epochs? (09)"]["text"]
+    mixed = by["LA − softmax at the highest side, mixed arm (09)"]
+    assert mixed["verdict"] is None  # one domain inside ±0.05, one wholly outside: no single verdict
+    assert "shapes -0.200 [-0.300, -0.100] (Holm p = 0.01; contradicted)" in mixed["text"]
+    assert by["LA − softmax at the highest side, interpolated arm (09)"]["verdict"] == "supported"
+    assert by["does LA's cheaper inference buy accuracy at equal compute? (09)"]["text"].startswith(
+        "At equal inference cost"
+    )
+    assert all(r["basis"] == "proxy" for r in rows)

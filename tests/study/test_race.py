@@ -87,7 +87,15 @@ def test_the_grid_trains_each_attention_at_its_own_rate(tmp_path):
     for att, lr in (("softmax", 0.001), ("eq7", 0.004)):  # finished runs at each attention's rate
         run = tmp_path / f"tiny-XS-{att}"
         run.mkdir()
-        done = {"model": "tiny-XS", "attention": att, "epochs": 1, "lr": lr, "batch_size": 64, "seed": 0, "train_s": 1.0}
+        done = {
+            "model": "tiny-XS",
+            "attention": att,
+            "epochs": 1,
+            "lr": lr,
+            "batch_size": 64,
+            "seed": 0,
+            "train_s": 1.0,
+        }
         (run / "summary.json").write_text(json.dumps({**done, "zero_shot": []}))
     got = ex.train_grid(
         ["tiny-XS"],
@@ -103,3 +111,37 @@ def test_the_grid_trains_each_attention_at_its_own_rate(tmp_path):
     assert [s["lr"] for s in got] == [0.001, 0.004]  # reused: asked with the same rate each
     with pytest.raises(RuntimeError, match="lr: 0.004 there, 0.001 asked"):  # without lrs, eq7 would be asked 0.001
         ex.train_grid(["tiny-XS"], ["softmax", "eq7"], {}, tmp_path, epochs=1, lr=0.001, warmup=1, log=lambda *_: None)
+
+
+def test_highest_resolution_contrasts_take_each_arms_own_highest_side():
+    import pandas as pd
+
+    c = pd.DataFrame(
+        [
+            {"arm": "interpolated", "resolution": 32, "domain": "d", "diff": 0.0},
+            {"arm": "interpolated", "resolution": 96, "domain": "d", "diff": -0.1},
+            {"arm": "mixed", "resolution": 64, "domain": "d", "diff": 0.05},
+            {"arm": "mixed", "resolution": 32, "domain": "d", "diff": 0.01},
+        ]
+    )
+    top = race.highest_resolution_contrasts(c)
+    assert sorted(zip(top.arm, top.resolution, top["diff"])) == [("interpolated", 96, -0.1), ("mixed", 64, 0.05)]
+
+
+def test_the_grid_note_compares_rates_and_says_when_they_differ():
+    grid = {"lrs": {"softmax": 0.002, "eq7": 0.002}, "source": "params/study/03_clip_training.yaml"}
+    assert race.grid_lr_note(grid, {"softmax": 0.002, "eq7": 0.002}).startswith("03's grid trains every method")
+    note = race.grid_lr_note(grid, {"softmax": 0.002, "eq7": 0.004})
+    assert "does not train every method" in note and "eq7: grid 0.002, chosen 0.004 (differs)" in note
+    assert "nothing to compare" in race.grid_lr_note(None, {"softmax": 0.002})
+
+
+def test_jsonable_turns_frames_and_nan_into_plain_json():
+    import numpy as np
+    import pandas as pd
+
+    got = race.jsonable(
+        {"t": pd.DataFrame({"a": [1.0, np.nan], "b": [np.int64(2), np.int64(3)]}), "x": np.float64(np.inf)}
+    )
+    assert got == {"t": [{"a": 1.0, "b": 2}, {"a": None, "b": 3}], "x": None}
+    json.dumps(got, allow_nan=False)
