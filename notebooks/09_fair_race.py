@@ -113,7 +113,7 @@ display(
         caption=f"tune-split top-1 after {sweep_epochs} epochs: mean over seeds [95% interval, seeds then images] ×seeds",
     )
 )
-display(Markdown(f"*Rule.* {choice['rule']}\n\n**Chosen.** {choice['text']}"))
+display(Markdown(f"*Rule.* {choice['rule']}\n\n**Chosen.** {race.choice_text(choice)}"))
 pl.style(race.fig_lr(choice["table"], chosen)).show()
 
 # %% [markdown]

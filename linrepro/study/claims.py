@@ -1259,6 +1259,8 @@ def findings(out_root: Path | None = None, profiles: tuple[str, ...] = ("cpu",))
         """09's fair race: the learning rate per method, convergence, the arms, the frontier."""
         n = len(r.get("seeds") or []) or n_seeds
         choice = r.get("lr_choice") or {}
+        if isinstance(choice.get("text"), dict):  # one text per attention
+            choice = {**choice, "text": "; ".join(str(v) for v in choice["text"].values())}
         if choice.get("text"):
             grid = r.get("grid_lrs") or {}
             same = grid and all(

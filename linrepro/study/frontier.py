@@ -76,7 +76,8 @@ COST_RULE = (
     "the CPU dispatcher would run; softmax's fused CPU kernel, unknown to FlopCounterMode, is counted "
     "with torch's own SDPA formula (QKᵀ and PV, 4·N²·D per head), and nn.MultiheadAttention's fused eval "
     "fast path is switched off while counting (it hides projections and attention from the counter). Throughput: images/s of encode_image "
-    "measured by linrepro.clip.zeroshot.image_throughput with the model's own backend."
+    "with the model's own backend, the median of `runs` batches timed in interleaved rounds over every (attention, "
+    "resolution) after one warm-up batch each, so that a slow spell of a shared machine hits every configuration alike."
 )
 PARETO_RULE = (
     "Per domain, a point is dominated when another point has cost <= and accuracy >= with at least one "
@@ -692,32 +693,58 @@ def image_costs(
     ``model_factory(attention, resolution)`` returns an eval model (or
     :func:`linrepro.clip.create_model`'s tuple), e.g. ``lambda a, r:
     experiments.load_model(summaries[a], resolution=r)[0]``."""
+    import time
+
     import pandas as pd
+    import torch
 
     from linrepro.clip import zeroshot
 
+    if runs < 1 or batch < 1:
+        raise ValueError(f"batch and runs must be >= 1, got batch={batch}, runs={runs}")
+    configs = [(att, int(res)) for att in attentions for res in resolutions]
+    models, counts, inputs = {}, {}, {}
+    for att, res in configs:
+        model = model_factory(att, res)
+        model = (model[0] if isinstance(model, tuple) else model).to(device).eval()
+        models[(att, res)] = model
+        counts[(att, res)] = count_image_flops(model, res, backend=count_backend)
+        inputs[(att, res)] = torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def once(key) -> float:
+        sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+        with torch.no_grad():
+            sync()
+            t0 = time.perf_counter()
+            models[key].encode_image(inputs[key])
+            sync()
+            return time.perf_counter() - t0
+
+    for key in configs:  # warm-up: every configuration once before any timing
+        once(key)
+    times: dict[tuple, list[float]] = {key: [] for key in configs}
+    for _ in range(runs):  # interleaved: a slow spell of the machine hits every configuration alike
+        for key in configs:
+            times[key].append(once(key))
     recs = []
-    for att in attentions:
-        for res in resolutions:
-            model = model_factory(att, int(res))
-            if isinstance(model, tuple):
-                model = model[0]
-            c = count_image_flops(model, int(res), backend=count_backend)
-            t = zeroshot.image_throughput(model, int(res), batch=batch, runs=runs, device=device)
-            recs.append(
-                {
-                    "attention": att,
-                    "resolution": int(res),
-                    "tokens": zeroshot.image_tokens(model),
-                    "flops_per_image": c["flops_per_image"],
-                    "attention_flops_per_image": c["attention_flops_per_image"],
-                    "images_per_s": t["images_per_s"],
-                    "s_per_image": 1.0 / t["images_per_s"],
-                    "batch": batch,
-                    "runs": t["runs"],
-                    "count": f"FlopCounterMode, matrix products; LA backend {count_backend!r}",
-                }
-            )
+    for key in configs:
+        att, res = key
+        c, med = counts[key], float(np.median(times[key]))
+        recs.append(
+            {
+                "attention": att,
+                "resolution": res,
+                "tokens": zeroshot.image_tokens(models[key]),
+                "flops_per_image": c["flops_per_image"],
+                "attention_flops_per_image": c["attention_flops_per_image"],
+                "images_per_s": batch / med,
+                "s_per_image": med / batch,
+                "batch": batch,
+                "runs": runs,
+                "count": f"FlopCounterMode, matrix products; LA backend {count_backend!r}; "
+                f"time: median of {runs} interleaved batches after one warm-up each",
+            }
+        )
     df = pd.DataFrame(recs)
     df.attrs["rule"] = COST_RULE
     return df

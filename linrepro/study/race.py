@@ -391,9 +391,15 @@ def arms_text(top) -> str:
     return "\n".join(lines)
 
 
+def choice_text(choice: dict) -> str:
+    """:func:`linrepro.study.frontier.choose_lr`'s text (one per attention) as one line."""
+    t = choice.get("text", "")
+    return "; ".join(str(v) for v in t.values()) if isinstance(t, dict) else str(t)
+
+
 def takeaway(choice: dict, conv, budget, top, decision: dict) -> str:
     """The notebook's conclusions, each computed from the numbers above it."""
-    lines = [f"**Learning rate.** {choice.get('text', '')}"]
+    lines = [f"**Learning rate.** {choice_text(choice)}"]
     lines += [f"**Convergence.** {t}" for t in conv.text]
     if len(budget):
         last = budget[budget.comparison == "equal steps"].sort_values("epochs").tail(1)

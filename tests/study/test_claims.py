@@ -452,7 +452,7 @@ def test_findings_read_09s_fair_race(tmp_path):
         "seeds": [0, 1, 2],
         "chosen_lr": {"softmax": 0.002, "eq7": 0.004},
         "grid_lrs": {"lrs": {"softmax": 0.002, "eq7": 0.002}, "source": "params/study/03_clip_training.yaml"},
-        "lr_choice": {"text": "softmax: lr 0.002; eq7: lr 0.004 (edge)"},
+        "lr_choice": {"text": {"softmax": "softmax: lr 0.002", "eq7": "eq7: lr 0.004 (edge)"}},
         "convergence": [{"text": "softmax: 9.1 [8.0, 10] epochs"}, {"text": "eq7 − softmax: +3.0 [1.0, 5.0] epochs"}],
         "highest_resolution": [
             {
