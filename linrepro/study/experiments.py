@@ -759,7 +759,10 @@ def describe(s: dict) -> str:
     top1 = ", ".join(f"{z['domain']} {z['top1']:.3f}" for z in s.get("zero_shot", [])) or "no zero-shot domains"
     ips = f"{s['images_per_s']:6.0f}" if s.get("images_per_s") else "     ?"
     loss = f"{s['final_loss']:.3f}" if s.get("final_loss") is not None else "?"
+    cond = f", lr {s['lr']:g}" if s.get("lr") is not None else ""
+    cond += f", {s['epochs']} ep" if s.get("epochs") is not None else ""
+    cond += f", mixed {'/'.join(map(str, s['mixed_resolutions']))} px" if s.get("mixed_resolutions") else ""
     return (
-        f"{s['model']:>8} {s['attention']:>8} seed {s.get('seed', 0)}: {s['train_s']:6.0f} s, {ips} img/s, final loss {loss}; "
+        f"{s['model']:>8} {s['attention']:>8} seed {s.get('seed', 0)}{cond}: {s['train_s']:6.0f} s, {ips} img/s, final loss {loss}; "
         f"zero-shot top-1 {top1}"
     )

@@ -42,7 +42,7 @@ ALPHA = 0.05  # Holm-adjusted significance level of a gain
 NO_GAIN_MARGIN = 0.02  # top-1 (a fraction): a gain smaller than 2 points is "no gain"
 MIN_SEEDS = 3  # fewer seeds: a comparison between trained models is exploratory (rules.decide's cap)
 BASIS = "proxy"  # tiny CLIPs on rendered domains stand in for ViT-S/B/L on LAION-400M
-CLOCK = "train_s: each run's measured training seconds (the row's train_s)"
+CLOCK = "train_s: the sum of open_clip_train's per-step batch_time over the run's logged steps (race.training_seconds)"
 
 LR_RULE = (
     "Per attention, the learning rate with the highest mean over seeds of the mean over domains of "

@@ -33,11 +33,27 @@ def _tag(lr: float) -> str:
     return f"{float(lr):g}".replace(".", "p").replace("-", "m")
 
 
+def training_seconds(summary: dict) -> float | None:
+    """A run's training time: the sum of open_clip_train's per-step ``batch_time`` (each optimiser
+    step, data loading included) from its step log, so that a run resumed after an interruption
+    counts every step once (``summary["train_s"]`` times one execution only). Start-up,
+    checkpointing and evaluation are left out, alike for every run. None without a step log."""
+    from linrepro.clip.train import read_steps
+
+    steps = read_steps(summary["run_dir"]) if summary.get("run_dir") else []
+    times = [float(r["batch_time"]) for r in steps if r.get("batch_time") is not None]
+    return float(sum(times)) if steps and len(times) == len(steps) else None
+
+
 def rows(summaries: list[dict], **extra) -> list[dict]:
-    """Each summary's own zero-shot evaluation as seeded rows, with its training condition."""
+    """Each summary's own zero-shot evaluation as seeded rows, with its training condition;
+    ``train_s`` is :func:`training_seconds` (the summary's own when there is no step log)."""
     out = []
     for s in summaries:
         cond = {k: s.get(k) for k in _CONDITION}
+        measured = training_seconds(s)
+        if measured is not None:
+            cond["train_s"] = measured
         for r in rows_from_summaries([s]):
             out.append({**r, **cond, **extra})
     return out
@@ -247,6 +263,16 @@ def jsonable(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def brief(summaries: list[dict]) -> list[dict]:
+    """Run summaries for results.json without their per-image outcomes (each run's own
+    ``summary.json`` keeps them): every other field, and top-1 per domain."""
+    return [
+        {k: v for k, v in s.items() if k != "zero_shot"}
+        | {"top1": {z["domain"]: z["top1"] for z in s.get("zero_shot") or []}}
+        for s in summaries
+    ]
 
 
 def grid_learning_rates(profile: str | None = None) -> dict | None:

@@ -145,3 +145,22 @@ def test_jsonable_turns_frames_and_nan_into_plain_json():
     )
     assert got == {"t": [{"a": 1.0, "b": 2}, {"a": None, "b": 3}], "x": None}
     json.dumps(got, allow_nan=False)
+
+
+def test_training_time_counts_every_logged_step_once_even_after_a_resume(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "steps.jsonl").write_text(
+        "".join(json.dumps({"step": i, "batch_time": 0.5, "loss": 1.0}) + "\n" for i in range(6))
+    )
+    s = {
+        "run_dir": str(run),
+        "train_s": 1.0,
+        "zero_shot": [{"domain": "d", "correct": [1]}],
+        "model": "m",
+        "attention": "eq7",
+    }
+    assert race.training_seconds(s) == 3.0  # 6 steps x 0.5 s, not the last execution's 1.0 s
+    assert race.rows([s])[0]["train_s"] == 3.0
+    assert race.training_seconds({"run_dir": str(tmp_path / "none")}) is None
+    assert race.rows([{**s, "run_dir": str(tmp_path / "none")}])[0]["train_s"] == 1.0
