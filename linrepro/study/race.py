@@ -423,9 +423,16 @@ def choice_text(choice: dict) -> str:
     return "; ".join(str(v) for v in t.values()) if isinstance(t, dict) else str(t)
 
 
-def takeaway(choice: dict, conv, budget, top, decision: dict) -> str:
-    """The notebook's conclusions, each computed from the numbers above it."""
-    lines = [f"**Learning rate.** {choice_text(choice)}"]
+def takeaway(choice: dict, conv, budget, top, decision: dict, n_seeds: int | None = None) -> str:
+    """The notebook's conclusions, each computed from the numbers above it; with fewer than 3
+    training seeds they open by saying they are exploratory."""
+    lines = []
+    if n_seeds is not None and n_seeds < 3:
+        lines.append(
+            f"**Exploratory: {n_seeds} training seed{'s' if n_seeds != 1 else ''}.** Intervals cover the images "
+            "only (or are missing), so nothing below is a finding; the study profile runs 3 seeds."
+        )
+    lines.append(f"**Learning rate.** {choice_text(choice)}")
     lines += [f"**Convergence.** {t}" for t in conv.text]
     if len(budget):
         last = budget[budget.comparison == "equal steps"].sort_values("epochs").tail(1)

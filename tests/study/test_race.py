@@ -164,3 +164,14 @@ def test_training_time_counts_every_logged_step_once_even_after_a_resume(tmp_pat
     assert race.rows([s])[0]["train_s"] == 3.0
     assert race.training_seconds({"run_dir": str(tmp_path / "none")}) is None
     assert race.rows([{**s, "run_dir": str(tmp_path / "none")}])[0]["train_s"] == 1.0
+
+
+def test_the_takeaway_says_exploratory_below_three_seeds():
+    import pandas as pd
+
+    conv = pd.DataFrame({"text": ["softmax: 3 epochs"]})
+    empty = pd.DataFrame(columns=["comparison", "epochs"])
+    top = pd.DataFrame(columns=["arm", "resolution", "domain", "diff", "ci_low", "ci_high", "seeds", "p_holm"])
+    one = race.takeaway({"text": {"softmax": "lr 0.001"}}, conv, empty, top, {"overall": "x"}, n_seeds=1)
+    assert one.startswith("**Exploratory: 1 training seed.**") and "lr 0.001" in one
+    assert "Exploratory" not in race.takeaway({"text": "lr"}, conv, empty, top, {"overall": "x"}, n_seeds=3)
