@@ -369,6 +369,9 @@ def train_and_evaluate(
         model = None
     train_s = time.perf_counter() - t
     steps = read_steps(run)
+    this_execution = train_s
+    if resume_from and step_seconds(steps) is not None:  # this execution trained only the steps left
+        train_s = step_seconds(steps)
     ckpts = epoch_checkpoints(run / "checkpoints")
     summary = {
         "model": model_name,
@@ -390,8 +393,9 @@ def train_and_evaluate(
         "checkpoint": str(ckpts[-1]) if ckpts else None,
         "run_dir": str(run),
     }
-    if resume_from:
+    if resume_from:  # train_s: every logged step's time; this execution's own time kept beside it
         summary["resumed_from"] = resumed_from
+        summary["train_s_this_execution"] = this_execution
     if model is None:
         model, _, _ = load_model(summary)
     import open_clip
@@ -428,6 +432,14 @@ def train_and_evaluate(
     write_json(run / "summary.json", relative_paths(summary, run))
     finalize_checkpoints(run / "checkpoints")  # the run is done: the newest checkpoint, weights only
     return summary
+
+
+def step_seconds(steps: list[dict]) -> float | None:
+    """A run's training time from its step log: the sum of open_clip_train's per-step
+    ``batch_time`` (data loading included). A resumed run's log holds every step once, so this
+    counts the whole training, not one execution. None when a step has no time (or no steps)."""
+    times = [float(r["batch_time"]) for r in steps if r.get("batch_time") is not None]
+    return float(sum(times)) if steps and len(times) == len(steps) else None
 
 
 def training_seeds(seeds, seed: int) -> list[int]:

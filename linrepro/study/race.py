@@ -40,9 +40,7 @@ def training_seconds(summary: dict) -> float | None:
     checkpointing and evaluation are left out, alike for every run. None without a step log."""
     from linrepro.clip.train import read_steps
 
-    steps = read_steps(summary["run_dir"]) if summary.get("run_dir") else []
-    times = [float(r["batch_time"]) for r in steps if r.get("batch_time") is not None]
-    return float(sum(times)) if steps and len(times) == len(steps) else None
+    return ex.step_seconds(read_steps(summary["run_dir"]) if summary.get("run_dir") else [])
 
 
 def rows(summaries: list[dict], **extra) -> list[dict]:

@@ -118,6 +118,9 @@ def test_resume_finishes_every_model_with_no_gap_and_no_repeat(resumed):
         ("tiny-S", "eq7", EPOCHS * 5),
     ]
     assert summaries[1]["resumed_from"].startswith("epoch_")
+    # a resumed run's train_s is every logged step's time, not only the resumed execution's
+    assert summaries[1]["train_s"] == pytest.approx(sum(s["batch_time"] for s in read_steps(second)))
+    assert summaries[1]["train_s_this_execution"] > 0
     assert [p.name for p in epoch_checkpoints(second / "checkpoints")] == [f"epoch_{EPOCHS}.pt"]
     assert (run / "report.html").exists()
     env = resumed["env"]
