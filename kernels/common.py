@@ -188,8 +188,10 @@ def _state_kernel(
     ybase = _head_off(bh, H, syb, syh)
 
     acc = tl.zeros((BD, BV), dtype=tl.float32)
-    zacc = tl.zeros((BD,), dtype=tl.float32)
-    yacc = tl.zeros((BV,), dtype=tl.float32)
+    # column sums kept as 2-D (BLOCK_N, ·) register accumulators, reduced over rows once after the
+    # loop: no cross-thread reduction (shuffles, barriers) inside the row loop
+    zacc2 = tl.zeros((BLOCK_N, BD), dtype=tl.float32)
+    yacc2 = tl.zeros((BLOCK_N, BV), dtype=tl.float32)
     for t in range(0, nblk):
         rows = row_lo + t * BLOCK_N + tl.arange(0, BLOCK_N)
         xh, _rs, _sc = _load_l2n(X, xbase, rows, row_hi, sxn, cd, D, eps)
@@ -197,12 +199,14 @@ def _state_kernel(
         if ROW_C:
             y = y * _load_vec(CROW, bh * N, rows, row_hi)[:, None]
         acc += tl.dot(tl.trans(xh), y, input_precision=PREC)
-        yacc += tl.sum(y, axis=0)
+        yacc2 += y
         if Z_MODE == 1:
-            zacc += tl.sum(xh, axis=0)
+            zacc2 += xh
         if Z_MODE == 2:
             w = _load_vec(DDROW, bh * N, rows, row_hi)
-            zacc += tl.sum(xh * w[:, None], axis=0)
+            zacc2 += xh * w[:, None]
+    yacc = tl.sum(yacc2, axis=0)
+    zacc = tl.sum(zacc2, axis=0)
 
     off = _state_off(bh * n_splits + sp, D, DV)
     smask = (cd[:, None] < D) & (cv[None, :] < DV)

@@ -5,7 +5,9 @@ o_i = c_i Σ_j (1 + q̂_i·k̂_j) v_j over all j (or j ≤ i, causal), with c_i 
 O(N·D·Dv), and below a crossover that the dispatcher measures (``linrepro.attention.dispatch``),
 its two well-shaped products and few passes make it the fastest exact form.
 
-* :class:`_QuadraticFn` is one autograd node with a hand-written backward (the normalisation's
+* :class:`_QuadraticFn` (N > D) and :class:`_QuadraticScoresFn` (N ≤ D: the normalisation applied to
+  the N×N scores instead of the N×D rows; 9% faster forward + backward at N = 17, D = 32, slower from
+  N ≈ 2D, measured side by side) are each one autograd node with a hand-written backward (the normalisation's
   gradient included): dV = WᵀG, dW = GVᵀ (masked), dQ̂ = dW·K̂, dK̂ = dWᵀQ̂, then
   dx = r(dx̂ − x̂(x̂·dx̂)) with r = 1/max(‖x‖, eps) (``torch_path.norm_backward``; the projection is dropped
   where ‖x‖ ≤ eps, as autograd of x·r gives). It runs for fp32/fp64 when every row norm is in the range where
@@ -79,6 +81,44 @@ class _QuadraticFn(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None, None
 
 
+class _QuadraticScoresFn(torch.autograd.Function):
+    """The same form and gradients as :class:`_QuadraticFn` with the normalisation applied to the N×N
+    scores rather than to the N×D rows, cheaper where N ≤ D (a tiny CLIP's 17 image and 16 text tokens
+    at head width 32): P̂ = (QKᵀ) ⊙ R with R = r_q r_kᵀ, W = c_i(1 + P̂) (masked). Backward, with
+    dŴ = c_i·GVᵀ (masked), E = dŴ ⊙ R and D = dŴ ⊙ P̂:
+    dq = EK − q·(r_q m_q Σ_j D_ij), dk = EᵀQ − k·(r_k m_k Σ_i D_ij), dv = WᵀG, which is
+    ``norm_backward`` of dQ̂ = dŴK̂ written through q̂·dQ̂_i = Σ_j dŴ_ij P̂_ij."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal: bool, scale, rq, rk, mq, mk):  # type: ignore[override]
+        n = q.shape[-2]
+        rr = rq * rk.transpose(-1, -2)  # R = r_q r_kᵀ
+        p = torch.matmul(q, k.transpose(-1, -2)).mul_(rr)  # P̂ = q̂_i·k̂_j
+        w = p + 1.0
+        if causal:
+            w.masked_fill_(_tri_mask(n, q.device), 0.0)
+        w.mul_(scale)
+        ctx.save_for_backward(q, k, v, w, p, rr, rq, rk, mq, mk)
+        ctx.causal = causal
+        ctx.scale = scale
+        return torch.matmul(w, v)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        q, k, v, w, p, rr, rq, rk, mq, mk = ctx.saved_tensors
+        dv = torch.matmul(w.transpose(-1, -2), g)
+        dw = torch.matmul(g, v.transpose(-1, -2)).mul_(ctx.scale)  # ∂L/∂P̂ = c_i ∂L/∂W
+        if ctx.causal:
+            dw.masked_fill_(_tri_mask(q.shape[-2], q.device), 0.0)
+        d = dw * p
+        proj_q = d.sum(-1, keepdim=True).mul_(rq).mul_(mq)
+        proj_k = d.sum(-2).unsqueeze(-1).mul_(rk).mul_(mk)
+        e = dw.mul_(rr)
+        dq = torch.matmul(e, k).addcmul_(q, proj_q, value=-1.0)
+        dk = torch.matmul(e.transpose(-1, -2), q).addcmul_(k, proj_k, value=-1.0)
+        return dq, dk, dv, None, None, None, None, None, None
+
+
 @functools.lru_cache(maxsize=64)
 def _inverse_counts(n: int, device, dtype) -> torch.Tensor:
     """The (n, 1) column 1/i, i = 1..n; cached: a constant, only ever read."""
@@ -113,7 +153,8 @@ def quadratic_core(q, k, v, *, causal: bool, score_scale, eps: float) -> torch.T
         if rq is not None:
             rk, mk = norm_reciprocal(k, eps)
             if rk is not None:
-                return _QuadraticFn.apply(q, k, v, causal, scale, rq, rk, mq, mk)
+                fn = _QuadraticScoresFn if n <= q.shape[-1] else _QuadraticFn  # the cheaper place to normalise
+                return fn.apply(q, k, v, causal, scale, rq, rk, mq, mk)
     return _quadratic_autograd(q, k, v, causal, scale, eps)
 
 

@@ -53,7 +53,7 @@ def _inputs(b, h, n, d, dv, dtype, seed):
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("variant", ["eq4", "eq7"])
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("n", [1, 7, 70])
+@pytest.mark.parametrize("n", [1, 4, 7, 70])  # N ≤ D = 6 and N > D: both quadratic classes
 def test_every_form_matches_float64_truth(form, variant, causal, s, dtype, n, monkeypatch):
     """Outputs and dq, dk, dv of every form (the torch path forced into several tiles) against autograd
     through the float64 row-by-row formula."""
