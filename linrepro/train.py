@@ -9,7 +9,6 @@ module), so that torchrun can start it as ``-m linrepro.train``::
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -22,15 +21,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_thread_per_cpu_rank() -> None:
     """Under torchrun on CPU, one OpenMP thread per rank unless OMP_NUM_THREADS says otherwise (as
-    ``python -m linrepro.clip.train`` sets; torch has read the variable on import, so the thread
-    count is set too)."""
-    if os.environ.get("LOCAL_RANK") is None or "OMP_NUM_THREADS" in os.environ:
-        return
-    import torch
+    ``python -m linrepro.clip.train`` does; torch has read the variable on import, so the thread
+    count is set too): :func:`linrepro.clip.train._one_thread_per_cpu_rank`."""
+    from linrepro.clip import train
 
-    if not torch.cuda.is_available():
-        os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
+    train._one_thread_per_cpu_rank()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ resolutions for that reason).
 from __future__ import annotations
 
 import math
+import numbers
+import operator
+import re
 import types
 from collections.abc import Sequence
 
@@ -34,15 +37,45 @@ import torch.nn.functional as F
 _state: dict = {"step": None, "history": []}
 
 
+def _side(r) -> int:
+    """One side as an int, or a ValueError naming it. Accepted: an int (or any integer type, e.g.
+    numpy's, but not a bool), a real number with no fractional part (``32.0``), a string of an integer
+    (``"32"``, as the command line gives). Refused: a fractional float (``24.5``), any other string
+    (``"24.5"``, ``"32.0"``, ``"abc"``), a bool, anything else. Nothing is truncated."""
+    bad = ValueError(f"mixed resolutions must be integers; {r!r} is not")
+    if isinstance(r, bool):
+        raise bad
+    if isinstance(r, str):
+        t = r.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", t):
+            raise bad
+        return int(t)
+    try:
+        return operator.index(r)
+    except TypeError:
+        pass
+    if isinstance(r, numbers.Real) and math.isfinite(r) and float(r).is_integer():
+        return int(r)
+    raise bad
+
+
 def check_resolutions(resolutions, patch: int | None = None) -> tuple[int, ...]:
     """The set as a sorted tuple of distinct sides; each a positive integer (a multiple of the
-    ``patch`` size when given). A bad value is named."""
+    ``patch`` size when given). A bad value is named.
+
+    ``resolutions`` is a string (``"16,32"`` or ``"16 32"``) or an iterable of sides. A side is an
+    int, a float with no fractional part (``32.0`` is 32) or a string of an integer (``"32"``);
+    anything else (``24.5``, ``"24.5"``, ``True``, ``"abc"``) is refused, never truncated."""
     if isinstance(resolutions, str):
         resolutions = [r for r in resolutions.replace(",", " ").split() if r]
     try:
-        out = tuple(sorted({int(r) for r in resolutions}))
-    except (TypeError, ValueError):
-        raise ValueError(f"mixed resolutions must be integers, got {resolutions!r}") from None
+        values = list(resolutions)
+    except TypeError:
+        raise ValueError(f"mixed resolutions must be a set of integers, got {resolutions!r}") from None
+    try:
+        out = tuple(sorted({_side(r) for r in values}))
+    except ValueError as e:
+        raise ValueError(f"{e} (from {resolutions!r})") from None
     if len(out) < 2:
         raise ValueError(f"mixed resolutions need at least two distinct sides, got {resolutions!r}")
     bad = [r for r in out if r < 1 or (patch and r % patch)]

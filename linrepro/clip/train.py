@@ -554,28 +554,47 @@ def run_open_clip_train(
     return model
 
 
+def _vision_cfg(model: str) -> dict:
+    """The ``vision_cfg`` of open_clip model ``model`` (linrepro's configs registered); ``{}`` when
+    there is no such config or it cannot be read (then nothing is checked against it)."""
+    import open_clip
+
+    from linrepro import clip
+
+    clip.register_models()
+    try:
+        cfg = open_clip.get_model_config(model) or {}
+    except Exception:  # a missing local-dir config, an unreachable hf-hub one: open_clip_train says why
+        return {}
+    vision = cfg.get("vision_cfg") if isinstance(cfg, dict) else None
+    return vision if isinstance(vision, dict) else {}
+
+
+def _first(value):
+    """A side given as an int or as ``[h, w]``: its first entry (None stays None)."""
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
 def check_mixed(argv: list[str], mixed_resolutions) -> tuple[tuple[int, ...] | None, int]:
     """``(sides, seed)`` of a mixed-resolution run (``(None, 0)`` without one); ValueError when
-    the set is bad, the model is not built at its largest side, or the scheduler is skipped."""
+    the set is bad (a side not a multiple of the model's patch size, read from its open_clip
+    config, included), the model is not built at its largest side, or the scheduler is skipped."""
     if not mixed_resolutions:
         return None, 0
     from open_clip_train.params import parse_args
 
     from linrepro.clip import flexres
 
-    res = flexres.check_resolutions(mixed_resolutions)
+    flexres.check_resolutions(mixed_resolutions)  # the set itself first, before open_clip_train's arguments
     a = parse_args(list(argv))
+    vision = _vision_cfg(a.model)
+    patch = _first(vision.get("patch_size"))
+    res = flexres.check_resolutions(mixed_resolutions, int(patch) if patch else None)
     if a.skip_scheduler:
         raise ValueError("mixed resolutions draw each step's side from the scheduler's step: drop --skip-scheduler")
-    size = a.force_image_size[0] if isinstance(a.force_image_size, (list, tuple)) else a.force_image_size
+    size = _first(a.force_image_size)
     if size is None:  # the model's own side
-        import open_clip
-
-        from linrepro import clip
-
-        clip.register_models()
-        own = ((open_clip.get_model_config(a.model) or {}).get("vision_cfg") or {}).get("image_size")
-        size = own[0] if isinstance(own, (list, tuple)) else own
+        size = _first(vision.get("image_size"))
     if size is None or int(size) != res[-1]:
         raise ValueError(
             f"mixed resolutions {list(res)}: build the model at the largest side "
@@ -604,11 +623,19 @@ def read_steps(run_dir: str | Path) -> list[dict]:
     return _read_jsonl(p) if p.exists() else []
 
 
+def _prog() -> str:
+    """The launcher's name in usage and error lines: the module actually run (``python -m
+    linrepro.train`` is this launcher under a short name), this module otherwise."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return f"python -m {name}" if name in ("linrepro.train", "linrepro.clip.train") else "python -m linrepro.clip.train"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ours, theirs = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     ap = argparse.ArgumentParser(
-        prog="python -m linrepro.clip.train",
+        prog=_prog(),
         description="open_clip_train with linrepro's attention swap; open_clip_train's own arguments follow `--`.",
     )
     from linrepro import clip
@@ -652,7 +679,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _one_thread_per_cpu_rank() -> None:
+    """Under torchrun on CPU, one OpenMP thread per rank unless OMP_NUM_THREADS says otherwise. torch
+    read the variable when it was imported (at the top of this module), so setting it now changes
+    nothing by itself: torch's thread count is set too. A caller's OMP_NUM_THREADS is left alone
+    (torch already honoured it on import)."""
+    if os.environ.get("LOCAL_RANK") is None or "OMP_NUM_THREADS" in os.environ:
+        return
+    if not torch.cuda.is_available():
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 if __name__ == "__main__":
-    if os.environ.get("LOCAL_RANK") is not None and not torch.cuda.is_available():
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _one_thread_per_cpu_rank()
     sys.exit(main())

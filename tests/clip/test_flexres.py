@@ -208,11 +208,32 @@ def test_check_resolutions_sorts_and_dedupes():
     assert flexres.check_resolutions([48, 32]) == (32, 48)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_resolutions truncates a non-integer side with int() (24.5 -> 24, a multiple of 8) "
-    "instead of refusing it; see the report for the fix",
+@pytest.mark.parametrize(
+    "value,bad",
+    [
+        ([24.5, 32], r"24\.5"),
+        ("24.5,32", r"'24\.5'"),
+        (["24.5", "32"], r"'24\.5'"),
+        ([16, 32.0001], r"32\.0001"),
+        ([True, 32], r"True"),
+        (["32.0", 16], r"'32\.0'"),
+        ([16, None], r"None"),
+    ],
 )
+def test_check_resolutions_refuses_a_non_integer_side(value, bad):
+    """A side that is not an integer is refused and named, never truncated (24.5 is not 24)."""
+    with pytest.raises(ValueError, match=bad):
+        flexres.check_resolutions(value, 8)
+
+
 def test_check_resolutions_refuses_a_fractional_side():
     with pytest.raises(ValueError, match=r"24\.5"):
         flexres.check_resolutions([24.5, 32], 8)
+
+
+def test_check_resolutions_accepts_integral_values():
+    """ints, integer strings (the command line's) and floats with no fractional part are sides."""
+    assert flexres.check_resolutions([32.0, 16], 8) == (16, 32)
+    assert flexres.check_resolutions(["32", " 16 "], 8) == (16, 32)
+    np = pytest.importorskip("numpy")
+    assert flexres.check_resolutions((np.int64(16), np.float32(32.0))) == (16, 32)

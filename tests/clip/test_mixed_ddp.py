@@ -61,6 +61,7 @@ def test_launcher_alias_same_arguments_same_exit_codes(module, tiny_csv, tmp_pat
         [sys.executable, "-m", module, "--attention", "eq99"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert r.returncode == 2 and "eq99" in r.stderr, r.stderr[-2000:]
+    assert f"python -m {module}: error:" in r.stderr, r.stderr[-2000:]  # the module actually run
     r = _launch(module, ["--attention", "eq7"], _args(tiny_csv, tmp_path, "none", extra=["--resume", "latest"]))
     assert r.returncode == 2, r.stderr[-2000:]
     assert "nothing to resume" in r.stderr and str(tmp_path / "none" / "checkpoints") in r.stderr, r.stderr[-2000:]
@@ -148,21 +149,12 @@ def test_torchrun_two_ranks_train_at_the_same_drawn_sides(tiny_csv, tmp_path):
 
 
 # ------------------------------------------------------------------ a bad set is refused before training
-PATCH_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="check_mixed (linrepro/clip/train.py) checks the set without the model's patch size: a side that "
-    "is not a multiple of it passes the CLI check and fails only inside training (flexres.install), exit 1 "
-    "with a traceback; see the report for the fix",
-)
-
-
 @pytest.mark.parametrize(
     "sides,extra,bad",
     [
-        pytest.param(
-            "16,20", ["--force-image-size", "20"], ["20", "patch size 8"], marks=PATCH_XFAIL, id="20-vs-patch"
-        ),
-        pytest.param("12,32", [], ["12", "patch size 8"], marks=PATCH_XFAIL, id="12-vs-patch"),
+        pytest.param("16,20", ["--force-image-size", "20"], ["20", "patch size 8"], id="20-vs-patch"),
+        pytest.param("12,32", [], ["12", "patch size 8"], id="12-vs-patch"),
+        pytest.param("16,24.5,32", [], ["24.5"], id="fractional-side"),
         pytest.param("16,20", [], ["20"], id="largest-not-model-side"),
         pytest.param("16,48", [], ["48", "32"], id="largest-above-model-side"),
         pytest.param("16,32", ["--force-image-size", "48"], ["32", "48"], id="forced-side-not-largest"),
@@ -181,3 +173,16 @@ def test_cli_refuses_a_bad_set_with_exit_code_2(sides, extra, bad, tiny_csv, tmp
     err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
     assert "error:" in err and all(b in err for b in bad), r.stderr[-3000:]
     assert not (tmp_path / "bad").exists()  # refused before open_clip_train made the run folder
+
+
+def test_check_mixed_reads_the_patch_size_from_the_model_config():
+    """In-process: the model's patch size (from its open_clip config) is checked; a model with no
+    config known here gets no patch check (open_clip_train reports a model it cannot build)."""
+    from linrepro.clip.train import check_mixed
+
+    with pytest.raises(ValueError, match=r"patch size 8.*\[20\]|\[20\].*patch size 8"):
+        check_mixed(["--model", "tiny-XS", "--force-image-size", "20"], "16,20")
+    assert check_mixed(["--model", "tiny-XS", "--seed", "3"], "16,32") == ((16, 32), 3)
+    assert check_mixed(["--model", "no-such-model", "--force-image-size", "20"], "16,20") == ((16, 20), 0)
+    with pytest.raises(ValueError, match="--force-image-size None"):  # no config: no side of its own either
+        check_mixed(["--model", "no-such-model"], "16,20")
