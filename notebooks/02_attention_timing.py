@@ -47,15 +47,25 @@ points_per_octave = {
 }  # [1, 8] N values per doubling, per method ("linear", "softmax"); more points make the robust slope tighter
 slice_from_n = 0  # [0, ...) time softmax on one (batch, head) slice × B·H from this N (0: past int32 on CUDA)
 threads = 0  # [0, ...) CPU threads to time with (0: the cores other processes leave free at the start)
+speed_short_n = [17, 65, 257, 1025]  # [1, ...) speed section: short N, LA vs SDPA forward+backward (empty: none)
+speed_long_n = [65536, 262144]  # [1, ...) speed section: long N, LA forward as % of the matmul peak (empty: none)
+speed_reps = 15  # [1, ...) speed section: timed samples per short N
+speed_long_reps = 5  # [1, ...) speed section: timed calls per long N and allocator mode
+speed_train_models = ["tiny-S", "tiny-B", "tiny-L"]  # {tiny-XS, tiny-S, tiny-B, tiny-L} training images/s (empty: none)
+speed_train_rounds = 20  # [1, ...) speed section: alternated training steps per model
 
 # %%
 from IPython.display import Markdown, display
 
-from linrepro.study import bench, timing
+from linrepro.study import bench, speed_report, timing
 from linrepro.study.runs import run_dir, save_results, setup_notebook
+from linrepro.utils import plotting
 
 setup_notebook()
 cfg = bench.config_from_params(**{k: globals()[k] for k in bench.CONFIG_KEYS})  # the parameters above
+speed_params = speed_report.check_params(  # checked now, before the sweep, so a bad one fails at once
+    speed_short_n, speed_long_n, speed_reps, speed_long_reps, speed_train_models, speed_train_rounds
+)
 doc, source = bench.measure_or_load(cfg, reference_dir, device, run_dir("02_attention_timing"))
 res = timing.analyse(doc, source, recorded=bool(reference_dir))
 df = timing.frame(doc["cases"])
@@ -153,6 +163,48 @@ if best:
         )
     )
 roof.groupby(["impl", "mode"]).tail(3).round(3)
+
+# %% [markdown]
+# ## Where users spend their time: short N, long N, training
+# The sweep above asks how time grows with N. A user mostly meets attention elsewhere: at short N
+# (a ViT's 65 or 257 tokens), where fixed costs decide; at long N, where the question is how close
+# LA's forward gets to what the machine can do; and in training, where attention is one part of a step.
+# `linrepro.study.speed` measures the three, **both sides in the same run**, with their calls alternated:
+#
+# * **Short N**: forward + backward of LA (`backend="auto"`, eq7, $s = 1/N$; the form it chose is in
+#   the table) against PyTorch's SDPA on the same inputs. SDPA ÷ LA above 1 means LA is faster.
+# * **Long N**: the LA forward's GFLOP/s (its two products, $4 N D D_v$ FLOP per head) as a percentage
+#   of a 2048² matmul's GFLOP/s **measured in the same run**; beside it the two products alone, with
+#   nothing else of LA around them (the ceiling a composition of torch's products reaches), and
+#   forward + backward over forward. Long N runs twice: under glibc's allocator as the process starts
+#   (`default`: a large output is mapped afresh and faulted in page by page) and after glibc's
+#   allocator is told to keep and reuse freed memory (`reused`, `mallopt`). The second setting is
+#   process-wide, so the whole measurement runs in a process of its own, not in this notebook's kernel.
+# * **Training**: images/s of one AdamW step of the CLIP loss for tiny models, softmax against eq7,
+#   steps alternated; the ratio's error bar is the interquartile range of the per-round ratios.
+#
+# This is one run on a shared machine: another process can slow any point, and the reference lines
+# (1.0, 80% of the matmul peak) are where the acceptance figures sit, not results.
+
+# %%
+speed, speed_note, speed_source = speed_report.measure_or_load(
+    reference_dir, run_dir("02_attention_timing") / speed_report.SPEED_JSON, **speed_params
+)
+display(Markdown(speed_note))
+if speed is not None:
+    res["speed"] = speed_report.summary(speed, source=speed_source)
+    plotting.style(speed_report.figure(speed)).show()
+
+# %%
+if speed is not None:
+    for name, caption in (
+        ("short", "**Short N**: forward + backward, LA auto against SDPA"),
+        ("long", f"**Long N**: LA forward; 2048² matmul in the same run: {speed['matmul_gflops']:.1f} GFLOP/s"),
+        ("train", "**Training**: images/s, softmax against eq7"),
+    ):
+        table = speed_report.tables(speed)[name]
+        if len(table):
+            display(Markdown(caption), table)
 
 # %% [markdown]
 # ## The paper's claims against this run
