@@ -99,12 +99,18 @@ tile is at most 128×128 for fp16/bf16 inputs (e.g. D = Dv = 256 → BV = 64, NV
   When Dv is tiled (NVT > 1) dq and dk need sums over all Dv tiles, so
   ``_c_dq_part_kernel`` / ``_c_dkv_kernel`` write per-tile fp32 partials
   ([NVT, BH, N, D]) that ``_c_dq_kernel`` / ``_c_dk_fin_kernel`` add up (no atomics).
-* All arithmetic is fp32.  Dots use ``input_precision="tf32x3"`` for fp32 inputs
-  (≈ fp32 accuracy on tensor cores; "ieee" FMA dots spill registers heavily) and
-  "tf32" for fp16/bf16 inputs, whose operands stay fp32 because the state S can
-  exceed the fp16 range for long sequences ("ieee" on ROCm).  float64 inputs are
-  refused with a TypeError (use backend="torch" or "reference").  Head dims are padded
-  to powers of two ≥ 16 with masks; offsets are int64 (``common._prologue``).
+* All arithmetic and every accumulation is fp32.  Dots use ``input_precision="tf32x3"``
+  for fp32 inputs (≈ fp32 accuracy on tensor cores; "ieee" FMA dots spill registers
+  heavily).  For fp16/bf16 inputs, the products of normalised rows and input values
+  (k̂ᵀv and q̂ᵀg in ``_state_kernel``; q̂k̂ᵀ, k̂ᵀv and g vᵀ in the causal kernels) take
+  operands in the input dtype (``common._dot_in``: raw values convert back exactly, x̂ is
+  rounded once), except fp16 q̂ᵀ(g/den) in eq4's state gradient, whose g/den is subnormal
+  in fp16 for long sequences; every product with the state S (which can exceed the fp16
+  range) or with a derived fp32 tile stays fp32 with "tf32" ("ieee" on ROCm).  float64
+  inputs are refused with a TypeError (use backend="torch" or "reference").  Head dims
+  are padded to powers of two ≥ 16 with masks; D and Dv are compile-time constants (one
+  compile per head dim, no reliance on divisibility hints); offsets are int64
+  (``common._prologue``).
 * ``_launch`` retries a launch with one pipeline stage and then smaller row blocks
   if the compiled kernel needs more shared memory (or registers) than the GPU has.
 * Every output and scratch buffer is allocated by ``common._alloc``; with

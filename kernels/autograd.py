@@ -71,7 +71,9 @@ class _Cfg:
         elif q.dtype == torch.float32:
             self.prec = "tf32x3"  # ~fp32-accurate on tensor cores; "ieee" FMA dots spill badly
         else:
-            self.prec = "tf32"  # fp16/bf16 inputs: operands stay fp32 (S can exceed the fp16 range)
+            # fp16/bf16 inputs: products with the state (S can exceed the fp16 range) or derived fp32
+            # tiles keep fp32 operands; row·value products use 16-bit ones (common._dot_in)
+            self.prec = "tf32"
 
     def meta(self, **kw):
         d = dict(BD=self.BD, BV=self.BV, NVT=self.NVT, PREC=self.prec)

@@ -23,6 +23,7 @@ import triton.language as tl
 from .common import (
     _alloc,
     _alloc_like,
+    _dot_in,
     _grad_buffers,
     _head_off,
     _interpret,
@@ -102,8 +103,8 @@ def _c_fwd_kernel(
     PRE,
     H,
     N,
-    D,
-    DV,
+    D: tl.constexpr,
+    DV: tl.constexpr,
     rows_per_split,
     n_splits,
     scale,
@@ -131,7 +132,7 @@ def _c_fwd_kernel(
         qh, _rq, _sq = _load_l2n(Q, qbase, rows, row_hi, sqn, cd, D, eps)
         kh, _rk, _sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         v = _load_rows(V, vbase, rows, row_hi, svn, cv, DV)
-        a = tl.dot(qh, tl.trans(kh), input_precision=PREC)
+        a = _dot_in(qh, tl.trans(kh), None, Q, K, PREC)
         w = tl.where(causal, 1.0 + a, 0.0)  # intra-chunk weights 1 + q̂·k̂ (where, not ×mask: a may be NaN)
         # w·v would carry a NaN or Inf of a later row's v to earlier rows (0·NaN = NaN): the product uses
         # finite v, and the (row, column) pairs at or after a non-finite value are set to NaN below
@@ -148,7 +149,7 @@ def _c_fwd_kernel(
             o = num * scale
         o = tl.where(v_hit, float("nan"), o)
         _store_rows(O, obase, rows, row_hi, son, cv, DV, o)
-        s_run += tl.dot(tl.trans(kh), v, input_precision=PREC)
+        s_run = _dot_in(tl.trans(kh), v, s_run, K, V, PREC)
         vs_run += tl.sum(v, axis=0)
 
 
@@ -171,8 +172,8 @@ def _c_dq_part_kernel(
     GB,
     H,
     N,
-    D,
-    DV,
+    D: tl.constexpr,
+    DV: tl.constexpr,
     BH,
     rows_per_split,
     n_splits,
@@ -200,7 +201,7 @@ def _c_dq_part_kernel(
         kh, _rk, _sk = _load_l2n(K, kbase, rows, row_hi, skn, cd, D, eps)
         v = _load_rows(V, vbase, rows, row_hi, svn, cv, DV)
         g = _load_rows(G, gbase, rows, row_hi, sgn, cv, DV)
-        gv = tl.where(causal, tl.dot(g, tl.trans(v), input_precision=PREC), 0.0)
+        gv = tl.where(causal, _dot_in(g, tl.trans(v), None, G, V, PREC), 0.0)
         kh_ok, k_hit = _finite_part(kh)  # a later row's NaN k̂ must not reach earlier rows through gv·k̂
         u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh_ok, input_precision=PREC)
         u = tl.where(k_hit, float("nan"), u)
@@ -209,7 +210,7 @@ def _c_dq_part_kernel(
             gvs = tl.sum(g * vs_run[None, :], axis=1) + tl.sum(gv, axis=1)
             _store_vec(GB, ubase, rows, row_hi, gvs)
             vs_run += tl.sum(v, axis=0)
-        s_run += tl.dot(tl.trans(kh), v, input_precision=PREC)
+        s_run = _dot_in(tl.trans(kh), v, s_run, K, V, PREC)
 
 
 @triton.jit
@@ -241,8 +242,8 @@ def _c_dq_kernel(
     GB,
     H,
     N,
-    D,
-    DV,
+    D: tl.constexpr,
+    DV: tl.constexpr,
     BH,
     rows_per_split,
     n_splits,
@@ -277,7 +278,7 @@ def _c_dq_kernel(
         if NVT == 1:
             v = _load_rows(V, vbase, rows, row_hi, svn, cv0, DV)
             g = _load_rows(G, gbase, rows, row_hi, sgn, cv0, DV)
-            gv = tl.where(causal, tl.dot(g, tl.trans(v), input_precision=PREC), 0.0)  # g_i·v_j, j ≤ i
+            gv = tl.where(causal, _dot_in(g, tl.trans(v), None, G, V, PREC), 0.0)  # g_i·v_j, j ≤ i
             # u_i = S_i g_i = S_run g_i + Σ_{j≤i in chunk} (g_i·v_j) k̂_j, with no later row's NaN k̂ in it
             kh_ok, k_hit = _finite_part(kh)
             u = tl.dot(g, tl.trans(s_run), input_precision=PREC) + tl.dot(gv, kh_ok, input_precision=PREC)
@@ -292,7 +293,7 @@ def _c_dq_kernel(
                 if EQ4:
                     gvs += _load_vec(GB, ubase, rows, row_hi)
         if EQ4:
-            a = tl.where(causal, tl.dot(qh, tl.trans(kh), input_precision=PREC), 0.0)
+            a = tl.where(causal, _dot_in(qh, tl.trans(kh), None, Q, K, PREC), 0.0)
             cnt = (start + ii + 1).to(tl.float32)
             d = cnt + tl.sum(qh * z_run[None, :], axis=1) + tl.sum(a, axis=1)
             vanish = d <= eps * cnt  # o = 0 there, and so is its gradient
@@ -309,7 +310,7 @@ def _c_dq_kernel(
         dq = _l2n_bwd(qh, r, sq, dqh, eps)
         _store_rows(DQ, dbase, rows, row_hi, sdn, cd, D, dq)
         if NVT == 1:
-            s_run += tl.dot(tl.trans(kh), v, input_precision=PREC)
+            s_run = _dot_in(tl.trans(kh), v, s_run, K, V, PREC)
             vs_run += tl.sum(v, axis=0)
 
 
@@ -345,8 +346,8 @@ def _c_dkv_kernel(
     DKP,
     H,
     N,
-    D,
-    DV,
+    D: tl.constexpr,
+    DV: tl.constexpr,
     BH,
     rows_per_split,
     n_splits,
@@ -385,7 +386,7 @@ def _c_dkv_kernel(
             dn = g * _load_vec(CROW, bh * N, rows, row_hi)[:, None]
         else:
             dn = g * scale
-        p = tl.dot(qh, tl.trans(kh), input_precision=PREC)  # [i, j] = q̂_i·k̂_j
+        p = _dot_in(qh, tl.trans(kh), None, Q, K, PREC)  # [i, j] = q̂_i·k̂_j
         w = tl.where(causal, 1.0 + p, 0.0)
         # dv_j = dvsum_run + dS_runᵀ k̂_j + Σ_{i≥j in chunk} (1 + q̂_i·k̂_j) dn_i
         dv = dvs_run[None, :] + tl.dot(kh, ds_run, input_precision=PREC) + tl.dot(tl.trans(w), dn, input_precision=PREC)
@@ -432,8 +433,8 @@ def _c_dk_fin_kernel(
     DKP,
     H,
     N,
-    D,
-    DV,
+    D: tl.constexpr,
+    DV: tl.constexpr,
     BH,
     rows_per_split,
     n_splits,

@@ -133,6 +133,20 @@ def _l2n_bwd(xh, rs, sc, dxh, eps):
 
 
 @triton.jit
+def _dot_in(a, b, acc, A, B, PREC: tl.constexpr, FP16: tl.constexpr = True):
+    """``tl.dot(a, b, acc)`` (fp32 accumulation) of fp32 tiles a, b made from the rows of A and B
+    (normalised rows, input values). Where A and B hold the same 16-bit type, the operands go to the
+    tensor cores in that type: raw input values convert back exactly, a normalised x̂ (|x̂| ≤ 1) is
+    rounded once (fp16 keeps tf32's 10 mantissa bits, bf16 7). Otherwise (fp32 inputs, or FP16 false
+    for an operand that can leave fp16's range) they stay fp32 with ``PREC``."""
+    ty = A.dtype.element_ty
+    if (ty == B.dtype.element_ty) and ((ty == tl.bfloat16) or (FP16 and (ty == tl.float16))):
+        return tl.dot(a.to(ty), b.to(ty), acc)
+    else:
+        return tl.dot(a, b, acc, input_precision=PREC)
+
+
+@triton.jit
 def _load_state(P, off, cd, cv, D, DV):
     """Load the packed fp32 state [S (D×Dv) | z (D) | y (Dv)] at offset ``off``."""
     smask = (cd[:, None] < D) & (cv[None, :] < DV)
@@ -164,8 +178,8 @@ def _state_kernel(
     PART,  # fp32 [BH, n_splits, D*DV + D + DV]
     H,
     N,
-    D,
-    DV,
+    D: tl.constexpr,
+    DV: tl.constexpr,
     rows_per_split,
     n_splits,
     scale,
@@ -198,7 +212,10 @@ def _state_kernel(
         y = _load_rows(Y, ybase, rows, row_hi, syn, cv, DV)
         if ROW_C:
             y = y * _load_vec(CROW, bh * N, rows, row_hi)[:, None]
-        acc += tl.dot(tl.trans(xh), y, input_precision=PREC)
+        # 16-bit inputs: fp16/bf16 operands (y converts back exactly unless ROW_C). Not fp16 with ROW_C:
+        # y_i/den_i ≈ g_i/N is subnormal in fp16 for long sequences and overflows for rows near the
+        # vanishing threshold (bf16 has fp32's range)
+        acc = _dot_in(tl.trans(xh), y, acc, X, Y, PREC, not ROW_C)
         yacc2 += y
         if Z_MODE == 1:
             zacc2 += xh
