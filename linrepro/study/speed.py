@@ -24,11 +24,7 @@ import torch
 
 from linrepro.attention import linear_attention
 from linrepro.attention.dispatch import choose_form
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from linrepro.utils.measure import _sync
 
 
 def _median_s(fn, reps: int, warmup: int, device: torch.device) -> float:

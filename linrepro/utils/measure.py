@@ -96,7 +96,7 @@ def measure_peak(fn, device: torch.device) -> int | None:
 # --------------------------------------------------------------------------- timing
 def _sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def time_fn(fn, device: torch.device, warmup: int, runs: int, budget_s: float) -> tuple[list[float], int]:
